@@ -1,0 +1,50 @@
+"""semibook: semi-supervised learning, chapter by chapter, on one shared engine.
+
+The few names a chapter needs::
+
+    import semibook as sb
+    sb.setup()                                   # seed, device, plot style, versions
+    cfg = sb.make_config("mixmatch", "fashion-mnist", labels=250)
+    res = sb.run(cfg)                            # train; results dict (and results/ file)
+    sb.load_results(method="mixmatch")           # results files written by real runs
+"""
+
+from __future__ import annotations
+
+from .config import PROFILES, Config, ConfigError, make_config
+from .data import DATASETS, available, load_dataset
+from .engine import fit, load_results, run
+from .methods import METHODS, get_method_class
+from .models import create_model
+
+__version__ = "0.1.0"
+
+
+def get_method(name: str):
+    """The method class registered under ``name`` (an unknown name lists the known ones)."""
+    return get_method_class(name)
+
+
+def setup(seed: int = 0, quiet: bool = False) -> dict:
+    """One call at the top of a chapter: seed, pick the device, set the plot style, and say
+    which profile, device and versions this chapter runs with."""
+    import os
+    import platform
+
+    import torch
+
+    from .engine.seed import device_name, pick_device, seed_everything
+    from .viz import set_style
+
+    seed_everything(seed)
+    set_style()
+    device = pick_device()
+    info = {"profile": os.environ.get("SEMIBOOK_PROFILE", "full"), "device": device_name(device),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if not quiet:
+        print("  ".join(f"{k}: {v}" for k, v in info.items()))
+    return info
+
+
+__all__ = ["Config", "ConfigError", "DATASETS", "METHODS", "PROFILES", "available", "create_model",
+           "fit", "get_method", "load_dataset", "load_results", "make_config", "run", "setup"]

@@ -1,0 +1,134 @@
+"""Run configuration and the three profiles: smoke, full and paper.
+
+A run is described by one flat :class:`Config`. :func:`make_config` fills it from
+three layers, later ones winning:
+
+1. the profile's engine sizes (steps, model, evaluation),
+2. the method's own recipe for that profile (``Method.recipe``),
+3. explicit overrides from the caller (notebook or CLI).
+
+``smoke`` exercises the code path end to end in seconds on a 2-core CPU; its numbers mean
+nothing and the book never reports them. ``full`` is the experiment the book reports.
+``paper`` is the paper's recipe and schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+PROFILES = ("smoke", "full", "paper")
+
+
+class ConfigError(ValueError):
+    """A bad choice by the user: printed as one line by the CLI, no traceback."""
+
+
+def choose(kind: str, value: str, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise one clear line listing them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+@dataclass
+class Config:
+    method: str
+    dataset: str = "fashion-mnist"
+    labels: int = 250
+    seed: int = 0
+    profile: str = "full"
+    # model
+    arch: str = "wrn-28-2"
+    # schedule and optimisation
+    steps: int = 1000
+    batch_l: int = 64
+    batch_u: int = 64
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 0.002
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0  # coupled (L2 in the gradient), for SGD recipes
+    decoupled_wd: float = 0.0  # after each step, kernels *= 1 - decoupled_wd * lr (MixMatch)
+    lr_schedule: str = "constant"  # constant | cosine | mean_teacher
+    ema_decay: float = 0.0  # engine-owned EMA of the model used for evaluation (0: none)
+    # evaluation and bookkeeping
+    eval_every: int = 100
+    eval_size: int = 0  # 0: the whole test set
+    eval_batch: int = 512
+    checkpoint_every: int = 0  # 0: at every evaluation
+    log_every: int = 10
+    track_size: int = 1024  # unlabeled images on which pseudo-label agreement is tracked
+    # data
+    data_root: str | None = None
+    augment_pad: int = 4
+    # method hyper-parameters (names as in DESIGN.md: T, lambda_u, ...)
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# Engine sizes per profile. The method's recipe (``Method.recipe``) adds its own values.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": dict(arch="wrn-10-1", steps=24, batch_l=16, batch_u=16, eval_every=12,
+                  eval_size=256, log_every=4, track_size=128),
+    "full": dict(arch="wrn-28-2", steps=3000, batch_l=64, batch_u=64, eval_every=250,
+                 eval_size=0, log_every=25),
+    "paper": dict(arch="wrn-28-2", steps=2**20, batch_l=64, batch_u=64, eval_every=1024,
+                  eval_size=0, log_every=100, checkpoint_every=1024),
+}
+
+
+def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, seed: int = 0,
+                profile: str | None = None, **overrides: Any) -> Config:
+    """Build a validated config. ``profile=None`` reads ``$SEMIBOOK_PROFILE`` (default ``full``)."""
+    from .data import DATASETS, dataset_info
+    from .methods import get_method_class
+
+    profile = profile or os.environ.get("SEMIBOOK_PROFILE", "full")
+    choose("profile", profile, PROFILES)
+    cls = get_method_class(method)
+    choose("dataset", dataset, DATASETS)
+    info = dataset_info(dataset)
+    if not isinstance(labels, int) or labels <= 0:
+        raise ConfigError(f"label count must be a positive integer, got {labels!r}")
+    if labels % info.num_classes:
+        raise ConfigError(f"label count {labels} is not divisible by the {info.num_classes} classes "
+                          f"of {dataset}; choose a multiple of {info.num_classes}")
+    if labels > info.train_size:
+        raise ConfigError(f"label count {labels} is larger than the {info.train_size} training "
+                          f"images of {dataset}")
+    values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
+    recipe = cls.recipe(profile, dataset)
+    hparams = dict(recipe.pop("hparams", {}))
+    values.update(recipe)
+    hparams.update(overrides.pop("hparams", {}) or {})
+    values.update(overrides)
+    cfg = Config(method=method, dataset=dataset, labels=labels, seed=seed, profile=profile,
+                 hparams=hparams, **values)
+    from .models import ARCHS
+    from .models.wrn import parse_wrn
+    if not cfg.arch.startswith("wrn-"):
+        choose("architecture", cfg.arch, ARCHS)
+    parse_wrn(cfg.arch)
+    choose("optimizer", cfg.optimizer, ("adam", "sgd"))
+    choose("lr schedule", cfg.lr_schedule, ("constant", "cosine", "mean_teacher"))
+    if cfg.steps <= 0 or cfg.eval_every <= 0:
+        raise ConfigError("steps and eval_every must be positive")
+    return cfg

@@ -1,0 +1,407 @@
+"""The shared training engine: ``fit`` runs any method, ``run`` adds the run folder and results.
+
+The engine owns the loop, optimizer and schedule, EMA updates, evaluation every N steps, the
+history (JSON lines), checkpoints and exact ``resume``, seeding, the device (cuda, then mps, then
+cpu), bf16 autocast on CUDA, and the progress display (a tqdm bar on a terminal, plain lines
+otherwise, e.g. in a notebook).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import Config, ConfigError
+from ..data import ImageSet, load_dataset
+from ..data.splits import Split, load_or_make_split
+from ..data.transforms import normalize, pad_crop_flip
+from ..methods import get_method_class
+from ..methods.base import Batch, DataSpec, SemiMethod
+from ..models import ema_update
+from ..paths import ROOT, results_dir, runs_dir
+from ..tracking import agreement
+from .checkpoint import load_checkpoint, save_checkpoint
+from .schedules import set_step_hparams
+from .seed import device_name, numpy_rng, pick_device, seed_everything, step_seed, torch_generator
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class StepData:
+    """Batches as a pure function of (seed, step): epoch e of a set is a permutation drawn from
+    (seed, e), and step s takes positions s*B ... s*B+B-1 of the endless concatenation."""
+
+    def __init__(self, data: ImageSet, split: Split, cfg: Config, device: torch.device):
+        self.cfg, self.device, self.mean, self.std = cfg, device, data.mean, data.std
+        lab = torch.as_tensor(split.labeled)
+        unl = torch.as_tensor(split.unlabeled)
+        self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
+        self.x_u, self.y_u = data.x_train[unl].to(device), data.y_train[unl].to(device)
+        self._perms: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _perm(self, which: int, n: int, epoch: int) -> torch.Tensor:
+        key = (which, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 8:
+                self._perms.clear()
+            g = torch_generator(self.cfg.seed, 2 * epoch + which, "data")
+            self._perms[key] = torch.randperm(n, generator=g)
+        return self._perms[key]
+
+    def indices(self, which: int, n: int, batch: int, step: int) -> torch.Tensor:
+        pos = torch.arange(step * batch, (step + 1) * batch)
+        epochs, offs = pos // n, pos % n
+        out = torch.empty(batch, dtype=torch.long)
+        for e in epochs.unique().tolist():
+            sel = epochs == e
+            out[sel] = self._perm(which, n, e)[offs[sel]]
+        return out.to(self.device)
+
+    def views(self, x: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
+        xf = normalize(x, self.mean, self.std)
+        return [pad_crop_flip(xf, gen, self.cfg.augment_pad) for _ in range(k)]
+
+    def batch(self, step: int, views_l: int, views_u: int) -> Batch:
+        gen = torch_generator(self.cfg.seed, step, "augment")
+        il = self.indices(0, len(self.x_l), self.cfg.batch_l, step)
+        vl = self.views(self.x_l[il], views_l, gen)
+        vu, y_u = [], None
+        if views_u:
+            iu = self.indices(1, len(self.x_u), self.cfg.batch_u, step)
+            vu, y_u = self.views(self.x_u[iu], views_u, gen), self.y_u[iu]
+        return Batch(y_l=self.y_l[il], views_l=vl, views_u=vu,
+                     gen=torch_generator(self.cfg.seed, step, "method"),
+                     rng=numpy_rng(self.cfg.seed, step, "method"), y_u=y_u)
+
+
+def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
+    """A fixed, seed-independent subset (so every run is evaluated on the same images)."""
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(salt))
+    return idx[:size] if 0 < size < n else torch.arange(n)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x_uint8: torch.Tensor, mean, std, batch: int,
+            device: torch.device) -> torch.Tensor:
+    """Softmax outputs of ``model`` in eval mode over uint8 images."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x_uint8), batch):
+        x = normalize(x_uint8[i:i + batch].to(device), mean, std)
+        with _autocast(device):
+            out.append(F.softmax(model(x).float(), dim=1))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _git_commit() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        return {"git_commit": commit or None, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+class Progress:
+    """tqdm on a terminal; plain lines (at evaluations) when output is not a terminal."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.bar = None
+        self.enabled = enabled
+        if enabled and sys.stdout.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True)
+
+    def step(self, logs: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if logs:
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]})
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class Trainer:
+    """Everything one run holds in memory; ``fit`` drives it."""
+    cfg: Config
+    method: SemiMethod
+    data: StepData
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    track_x: torch.Tensor
+    track_y: torch.Tensor
+    image_set: ImageSet
+    device: torch.device
+
+    def evaluate(self, step: int) -> dict[str, Any]:
+        cfg, out = self.cfg, {"kind": "eval", "step": step}
+        names = list(self.method.eval_models())
+        for i, (name, model) in enumerate(self.method.eval_models().items()):
+            p = predict(model, self.test_x, self.image_set.mean, self.image_set.std,
+                        cfg.eval_batch, self.device)
+            acc = (p.argmax(1).cpu() == self.test_y).float().mean().item()
+            out["acc" if i == 0 else f"acc_{name}"] = acc
+        out["eval_model"] = names[0]
+        agree = {}
+        for pair, (a, b) in self.method.agreement_pairs().items():
+            pa = predict(a, self.track_x, self.image_set.mean, self.image_set.std, cfg.eval_batch,
+                         self.device).argmax(1).cpu()
+            pb = predict(b, self.track_x, self.image_set.mean, self.image_set.std, cfg.eval_batch,
+                         self.device).argmax(1).cpu()
+            agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes)
+        if agree:
+            out["agreement"] = agree
+        return out
+
+
+def prepare(cfg: Config, device: torch.device | None = None) -> tuple[Trainer, Split]:
+    """Load data and split, build the method on the device. Raises before anything is written
+    when the data is missing or the split does not fit."""
+    device = device or pick_device()
+    image_set = load_dataset(cfg.dataset, cfg.data_root)
+    info = image_set.info
+    if cfg.labels > len(image_set.y_train):
+        raise ConfigError(f"label count {cfg.labels} is larger than the {len(image_set.y_train)} "
+                          f"training images found in {image_set.source}")
+    split = load_or_make_split(cfg.dataset, image_set.y_train, cfg.labels, cfg.seed,
+                               info.num_classes)
+    seed_everything(step_seed(cfg.seed, 0, "init"))
+    method = get_method_class(cfg.method)(cfg, DataSpec(info.num_classes, info.in_channels,
+                                                        info.classes)).to(device)
+    data = StepData(image_set, split, cfg, device)
+    ti = _fixed_subset(len(image_set.y_test), cfg.eval_size, salt=2024)
+    ki = _fixed_subset(len(split.unlabeled), cfg.track_size, salt=2025)
+    unl = torch.as_tensor(split.unlabeled)[ki]
+    trainer = Trainer(cfg, method, data, image_set.x_test[ti], image_set.y_test[ti],
+                      image_set.x_train[unl], image_set.y_train[unl], image_set, device)
+    return trainer, split
+
+
+def _check_run_dir(run_dir: Path, cfg: Config, resume: bool, overwrite: bool) -> None:
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        return
+    if overwrite:
+        shutil.rmtree(run_dir)
+        return
+    old = json.loads(cfg_path.read_text())
+    if old != cfg.to_dict():
+        diff = sorted(k for k in set(old) | set(cfg.to_dict()) if old.get(k) != cfg.to_dict().get(k))
+        raise ConfigError(f"{run_dir} holds a run with a different config (differs in: "
+                          f"{', '.join(diff)}); pass --overwrite to replace it")
+    if not resume:
+        raise ConfigError(f"{run_dir} already holds this run; pass --resume to continue it or "
+                          f"--overwrite to start again")
+
+
+def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool = False,
+        progress: bool = True, device: torch.device | str | None = None,
+        stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``cfg`` in ``run_dir`` and return the results dict (also written as results.json).
+
+    ``stop_after`` ends the process's work after that many steps (as a crash would), leaving the
+    checkpoint to ``resume`` from; used by the tests.
+    """
+    run_dir = Path(run_dir)
+    device = pick_device(device if isinstance(device, str) else None) if not isinstance(
+        device, torch.device) else device
+    trainer, split = prepare(cfg, device)  # fails before anything is written
+    _check_run_dir(run_dir, cfg, resume, overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+    method, data = trainer.method, trainer.data
+    opt = build_optimizer(cfg, method.trainable_parameters())
+    decay = [p for p in method.trainable_parameters() if p.ndim > 1]  # conv and dense kernels
+    hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
+    start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, cfg.method)
+        if state["config"] != cfg.to_dict():
+            raise ConfigError(f"{ckpt_path}: checkpoint of a different config")
+        method.load_state_dict(state["method"])
+        opt.load_state_dict(state["optimizer"])
+        start, elapsed_before, started_at = state["step"], state["elapsed_s"], state["started_at"]
+        if hist_path.exists():  # drop what was logged after the checkpoint
+            lines = [ln for ln in hist_path.read_text().splitlines()
+                     if ln and json.loads(ln)["step"] <= start]
+            hist_path.write_text("".join(ln + "\n" for ln in lines))
+    elif hist_path.exists():
+        hist_path.unlink()
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {"step": step, "config": cfg.to_dict(),
+                                    "method": method.state_dict(), "optimizer": opt.state_dict(),
+                                    "elapsed_s": elapsed_before + time.time() - t0,
+                                    "started_at": started_at})
+
+    t0 = time.time()
+    bar = Progress(cfg.steps, start, progress)
+    bar.line(f"{cfg.method} on {cfg.dataset} ({cfg.labels} labels, seed {cfg.seed}, profile "
+             f"{cfg.profile}): {cfg.steps} steps on {device_name(device)}; data from "
+             f"{trainer.image_set.source}")
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    with open(hist_path, "a") as hist:
+        for step in range(start, cfg.steps):
+            if stop_after is not None and step - start >= stop_after:
+                break
+            torch.manual_seed(step_seed(cfg.seed, step, "global"))
+            lr = set_step_hparams(opt, cfg, step)
+            batch = data.batch(step, method.views_l, method.views_u)
+            method.train()
+            with _autocast(device):
+                loss, logs = method.training_step(batch, step)
+            if not torch.isfinite(loss):
+                terms = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
+                raise NonFiniteLossError(f"non-finite loss at step {step}: loss={loss.item()}, "
+                                         f"{terms}; last good checkpoint: {ckpt_path}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cfg.decoupled_wd:
+                with torch.no_grad():
+                    torch._foreach_mul_(decay, 1.0 - cfg.decoupled_wd * lr)
+            for avg, src, d in method.ema_pairs(step):
+                ema_update(avg, src, d)
+            logs = {"loss": loss.detach(), **logs}
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float32).detach()
+            count += 1
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                row = {"kind": "train", "step": done, "lr": lr,
+                       **{k: float(v) / count for k, v in sums.items()}}
+                hist.write(json.dumps(row) + "\n")
+                bar.step({k: row[k] for k in sums})
+                sums, count = {}, 0
+            else:
+                bar.step({})
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                row = trainer.evaluate(done)
+                row["elapsed_s"] = round(elapsed_before + time.time() - t0, 2)
+                hist.write(json.dumps(row) + "\n")
+                hist.flush()
+                bar.line(f"step {done:>7}/{cfg.steps}  acc {row['acc']:.4f}  "
+                         + "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                     if k.startswith("acc_"))
+                         + f"  ({row['elapsed_s']:.0f} s)")
+                checkpoint(done)
+            elif cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                hist.flush()
+                checkpoint(done)
+    bar.close()
+    history = [json.loads(ln) for ln in hist_path.read_text().splitlines() if ln]
+    finished = bool(history) and any(r["kind"] == "eval" and r["step"] == cfg.steps
+                                     for r in history)
+    results = make_results(cfg, history, split, device, started_at,
+                           elapsed_before + time.time() - t0, finished)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def make_results(cfg: Config, history: list[dict], split: Split, device: torch.device,
+                 started_at: str, elapsed: float, finished: bool) -> dict[str, Any]:
+    evals = [r for r in history if r["kind"] == "eval"]
+    best = max(evals, key=lambda r: r["acc"]) if evals else None
+    from ..config import make_config
+    default = make_config(cfg.method, cfg.dataset, cfg.labels, cfg.seed, cfg.profile).to_dict()
+    overrides = {k: v for k, v in cfg.to_dict().items() if default.get(k) != v}
+    return {
+        "method": cfg.method, "dataset": cfg.dataset, "labels": cfg.labels, "seed": cfg.seed,
+        "profile": cfg.profile, "overrides": overrides, "finished": finished,
+        "config": cfg.to_dict(),
+        "split_file": str(split.path.relative_to(ROOT)) if split.path and
+        split.path.is_relative_to(ROOT) else str(split.path),
+        "split_sha256": split.sha256, **_git_commit(), "device": device_name(device),
+        "versions": _versions(), "started_at": started_at, "elapsed_s": round(elapsed, 1),
+        "history": history,
+        "last": {k: evals[-1][k] for k in evals[-1] if k.startswith("acc")} | {
+            "step": evals[-1]["step"]} if evals else None,
+        "best": {"acc": best["acc"], "step": best["step"]} if best else None,
+    }
+
+
+def result_name(cfg: Config) -> str:
+    return f"{cfg.dataset}_{cfg.labels}_{cfg.method}_seed{cfg.seed}_{cfg.profile}.json"
+
+
+def default_run_dir(cfg: Config) -> Path:
+    return runs_dir() / f"{cfg.dataset}-{cfg.labels}" / f"{cfg.method}-seed{cfg.seed}-{cfg.profile}"
+
+
+def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
+        overwrite: bool = False, progress: bool = True, save_results: bool | None = None,
+        device: str | None = None) -> dict[str, Any]:
+    """Train one configured run in its run folder; a finished run of the full or paper profile
+    also writes ``results/<dataset>_<labels>_<method>_seed<seed>_<profile>.json``."""
+    results = fit(cfg, run_dir or default_run_dir(cfg), resume=resume, overwrite=overwrite,
+                  progress=progress, device=device)
+    if save_results is None:
+        save_results = cfg.profile != "smoke"
+    if save_results and results["finished"]:
+        out = results_dir() / result_name(cfg)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        results["results_file"] = str(out)
+    return results
+
+
+def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str, Any]]:
+    """Results files under ``results/`` (or ``path``) whose fields equal ``match``."""
+    base = Path(path) if path else results_dir()
+    files = sorted(base.glob("*.json")) if base.is_dir() else [base]
+    out = []
+    for f in files:
+        r = json.loads(f.read_text())
+        if all(r.get(k) == v for k, v in match.items()):
+            r["results_file"] = str(f)
+            out.append(r)
+    return out
+

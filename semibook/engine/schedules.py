@@ -1,0 +1,58 @@
+"""Ramp-ups and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+
+def linear_rampup(step: int, length: int) -> float:
+    """0 -> 1 linearly over ``length`` steps (MixMatch's λ_u ramp-up), then 1."""
+    if length <= 0:
+        return 1.0
+    return min(max(step / length, 0.0), 1.0)
+
+
+def sigmoid_rampup(step: int, length: int) -> float:
+    """exp(-5 (1 - t)^2), t = step / length (Laine & Aila; Mean Teacher), then 1."""
+    if length <= 0 or step >= length:
+        return 1.0
+    phase = 1.0 - max(step, 0) / length
+    return math.exp(-5.0 * phase * phase)
+
+
+def sigmoid_rampdown(step: int, length: int, total: int) -> float:
+    """exp(-12.5 (1 - t)^2) over the last ``length`` steps of ``total`` (Mean Teacher)."""
+    if length <= 0 or step < total - length:
+        return 1.0
+    phase = 1.0 - max(total - step, 0) / length
+    return math.exp(-12.5 * phase * phase)
+
+
+def frac_steps(cfg, key: str) -> int:
+    """A ramp length given in the recipe as a fraction of training, in steps (at least 1)."""
+    return max(1, round(cfg.steps * cfg.hparams[key]))
+
+
+def lr_factor(cfg, step: int) -> float:
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    if cfg.lr_schedule == "cosine":  # FixMatch-style cos(7πk/16K)
+        return math.cos(7 * math.pi * step / (16 * cfg.steps))
+    if cfg.lr_schedule == "mean_teacher":
+        return (sigmoid_rampup(step, frac_steps(cfg, "rampup_frac"))
+                * sigmoid_rampdown(step, frac_steps(cfg, "rampdown_frac"), cfg.steps))
+    raise ValueError(cfg.lr_schedule)
+
+
+def set_step_hparams(optimizer, cfg, step: int) -> float:
+    """Set this step's learning rate (and Mean Teacher's Adam betas); return the lr."""
+    lr = cfg.lr * lr_factor(cfg, step)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+        if cfg.lr_schedule == "mean_teacher" and "betas" in g:
+            # Official code: β2 0.99 during ramp-up, 0.999 after; β1 0.9 -> 0.5 in the ramp-down.
+            down = sigmoid_rampdown(step, frac_steps(cfg, "rampdown_frac"), cfg.steps)
+            b1 = down * 0.9 + (1 - down) * 0.5
+            b2 = 0.99 if step < frac_steps(cfg, "rampup_frac") else 0.999
+            g["betas"] = (b1, b2)
+    return lr

@@ -1,0 +1,20 @@
+"""Methods by name. One paper, one file; an unknown name lists the known ones."""
+
+from __future__ import annotations
+
+from ..config import choose
+from .base import Batch, DataSpec, SemiMethod
+from .mean_teacher import MeanTeacher
+from .mixmatch import MixMatch
+from .supervised import Supervised
+
+METHODS: dict[str, type[SemiMethod]] = {
+    cls.name: cls for cls in (Supervised, MixMatch, MeanTeacher)
+}
+
+
+def get_method_class(name: str) -> type[SemiMethod]:
+    return METHODS[choose("method", name, METHODS)]
+
+
+__all__ = ["METHODS", "Batch", "DataSpec", "SemiMethod", "get_method_class"]

@@ -1,0 +1,96 @@
+"""The method contract: a method builds its models and turns a batch into a loss.
+
+The engine (:func:`semibook.engine.loop.fit`) owns everything else: the loop, optimizer,
+schedule, EMA updates (from :meth:`SemiMethod.ema_pairs`), evaluation, checkpoints, logging,
+device and precision. A method is an ``nn.Module`` so that one ``state_dict`` holds all its
+models (student, teachers, EMA copies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..models import create_model, ema_copy
+
+
+@dataclass
+class Batch:
+    """One training step's data, on the training device.
+
+    ``views_l``/``views_u`` hold independently augmented views of the same images (as many as
+    the method asks for); ``x_l`` and ``x_u`` are the first views. ``gen`` and ``rng`` are this
+    step's generators for the method's own random draws (permutations, Beta samples, noise).
+    """
+    y_l: torch.Tensor
+    views_l: list[torch.Tensor]
+    views_u: list[torch.Tensor]
+    gen: torch.Generator
+    rng: np.random.Generator
+    y_u: torch.Tensor | None = None  # hidden labels: analysis only, never used in training
+
+    @property
+    def x_l(self) -> torch.Tensor:
+        return self.views_l[0]
+
+    @property
+    def x_u(self) -> torch.Tensor:
+        return self.views_u[0]
+
+
+@dataclass
+class DataSpec:
+    num_classes: int
+    in_channels: int
+    classes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class SemiMethod(nn.Module):
+    """Base of every method. Subclasses set ``name``, ``views_l``, ``views_u`` and implement
+    :meth:`training_step`; most also override :meth:`recipe` with their paper's values."""
+
+    name = "base"
+    views_l = 1  # augmented views of each labeled image per step
+    views_u = 0  # augmented views of each unlabeled image per step (0: no unlabeled data)
+    paper = ""
+
+    def __init__(self, cfg, spec: DataSpec):
+        super().__init__()
+        self.cfg, self.spec = cfg, spec
+        self.hp: dict[str, Any] = dict(cfg.hparams)
+        self.model = create_model(cfg.arch, spec.num_classes, spec.in_channels)
+        self.ema_model = ema_copy(self.model) if cfg.ema_decay > 0 else None
+
+    # -- the contract -------------------------------------------------------------------------
+    @classmethod
+    def recipe(cls, profile: str, dataset: str) -> dict[str, Any]:
+        """Config values of this method's paper recipe for a profile (``hparams`` nested)."""
+        return {}
+
+    def training_step(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def ema_pairs(self, step: int) -> list[tuple[nn.Module, nn.Module, float]]:
+        """(average, source, decay) triples the engine updates after each optimizer step."""
+        return [(self.ema_model, self.model, self.cfg.ema_decay)] if self.ema_model else []
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def eval_models(self) -> dict[str, nn.Module]:
+        """Models evaluated at each evaluation; the first one is the reported one."""
+        out = {}
+        if self.ema_model is not None:
+            out["ema"] = self.ema_model
+        out["model"] = self.model
+        return out
+
+    def agreement_pairs(self) -> dict[str, tuple[nn.Module, nn.Module]]:
+        """Pairs of models whose pseudo labels the tracker compares over training."""
+        if self.ema_model is not None:
+            return {"ema-vs-model": (self.ema_model, self.model)}
+        return {}

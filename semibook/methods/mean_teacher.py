@@ -1,0 +1,73 @@
+"""Mean Teacher (Tarvainen & Valpola, NeurIPS 2017). Chapter: book/02_mean_teacher.ipynb.
+
+Per step:
+  1. two noisy views of each image (random translation and flip, Gaussian input noise 0.15):
+     one for the student, one for the teacher;
+  2. classification loss: CE of the student on the labeled images;
+  3. consistency loss: squared error between student and teacher softmax outputs on all images
+     (labeled and unlabeled), weighted by w(t) = w_max · exp(-5 (1 - t)²) over the ramp-up;
+  4. only the student gets gradients; after the step the teacher becomes the EMA of the
+     student, with decay 0.99 during the ramp-up and 0.999 after (official TensorFlow code).
+The teacher is the evaluated model. Adam's learning rate follows the official sigmoid ramp-up
+and ramp-down (engine schedule ``mean_teacher``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.transforms import gaussian_noise
+from ..engine.schedules import frac_steps, sigmoid_rampup
+from ..losses import softmax_mse
+from ..models import ema_copy, frozen_bn_stats
+from .base import SemiMethod
+
+
+class MeanTeacher(SemiMethod):
+    name = "mean_teacher"
+    views_l, views_u = 2, 2
+
+    @classmethod
+    def recipe(cls, profile, dataset):
+        # Official TF code: 150k steps, ramp-up 40k, ramp-down 25k: same fractions in shorter runs.
+        r = dict(optimizer="adam", lr=0.003, lr_schedule="mean_teacher", ema_decay=0.0,
+                 hparams=dict(consistency=100.0, rampup_frac=40 / 150, rampdown_frac=25 / 150,
+                              ema_rampup=0.99, ema_after=0.999, noise=0.15))
+        if profile == "paper":
+            r["steps"] = 150000
+        return r
+
+    def __init__(self, cfg, spec):
+        super().__init__(cfg, spec)
+        self.teacher = ema_copy(self.model)
+        self.rampup_steps = frac_steps(cfg, "rampup_frac")
+
+    def training_step(self, batch, step):
+        hp, B = self.hp, batch.x_l.shape[0]
+        x_student = torch.cat([batch.views_l[0], batch.views_u[0]])
+        x_teacher = torch.cat([batch.views_l[1], batch.views_u[1]])
+        x_student = gaussian_noise(x_student, batch.gen, hp["noise"])
+        x_teacher = gaussian_noise(x_teacher, batch.gen, hp["noise"])
+
+        logits_s = self.model(x_student)
+        with torch.no_grad(), frozen_bn_stats(self.teacher):
+            p_t = F.softmax(self.teacher(x_teacher).float(), dim=1)
+
+        loss_sup = F.cross_entropy(logits_s[:B].float(), batch.y_l)
+        loss_cons = softmax_mse(logits_s, p_t)
+        w = hp["consistency"] * sigmoid_rampup(step, self.rampup_steps)
+        loss = loss_sup + w * loss_cons
+        return loss, {"loss_sup": loss_sup.detach(), "loss_cons": loss_cons.detach(),
+                      "w_cons": w}
+
+    def ema_pairs(self, step):
+        hp = self.hp
+        decay = hp["ema_rampup"] if step < self.rampup_steps else hp["ema_after"]
+        return [(self.teacher, self.model, decay)]
+
+    def eval_models(self):
+        return {"teacher": self.teacher, "student": self.model}
+
+    def agreement_pairs(self):
+        return {"teacher-vs-student": (self.teacher, self.model)}

@@ -32,9 +32,11 @@ def _chunks(n: int, parts: int) -> list[int]:
 def interleave(batches: list[torch.Tensor]) -> list[torch.Tensor]:
     """Swap chunk i of batch 0 with chunk i of batch i (i >= 1).
 
-    Afterwards each batch holds rows from every source, so batch norm, which computes its
-    statistics per forward pass, sees one mixed distribution in each of them. The swap is its own
-    inverse: ``interleave(interleave(b)) == b``, which is how the outputs are put back in order.
+    Afterwards batch 0 holds a share of every source (labeled and each unlabeled view), and batch
+    i holds chunk 0 of the labeled batch besides its own rows. MixMatch updates batch norm's
+    running statistics from batch 0 only, so they come from the whole mixed distribution rather
+    than from the labeled batch alone. The swap is its own inverse:
+    ``interleave(interleave(b)) == b``, which is how the outputs are put back in order.
     """
     n = batches[0].shape[0]
     if any(b.shape[0] != n for b in batches):

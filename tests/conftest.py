@@ -1,0 +1,71 @@
+"""Shared fixtures: every test writes into its own folders, and never downloads."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    for var, sub in (("SEMIBOOK_RUNS", "runs"), ("SEMIBOOK_RESULTS", "results"),
+                     ("SEMIBOOK_SPLITS", "splits"), ("SEMIBOOK_CACHE", "cache")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("SEMIBOOK_NO_DOWNLOAD", "1")
+    monkeypatch.delenv("SEMIBOOK_DATA", raising=False)
+    return tmp_path
+
+
+def _images(rng, labels, size, channels):
+    """Class-dependent images: a bright bar whose row depends on the class, plus noise."""
+    n = len(labels)
+    x = rng.integers(0, 40, size=(n, channels, size, size), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        r = 2 + 2 * int(c)
+        x[i, :, r:r + 2, 4:size - 4] = 220
+    return x
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def fake_fashion(tmp_path_factory) -> Path:
+    """A tiny Fashion-MNIST tree in the Debian package's layout: 400 train, 200 test images."""
+    root = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    for prefix, per_class in (("train", 40), ("t10k", 20)):
+        y = np.repeat(np.arange(10), per_class)
+        rng.shuffle(y)
+        x = _images(rng, y, 28, 1)[:, 0]
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fake_cifar(tmp_path_factory) -> Path:
+    """A tiny CIFAR-10 tree in torchvision's layout (cifar-10-batches-py, pickled batches)."""
+    root = tmp_path_factory.mktemp("cifar")
+    base = root / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        y = np.repeat(np.arange(10), 3)
+        x = _images(rng, y, 32, 3).reshape(len(y), -1)
+        with open(base / name, "wb") as f:
+            pickle.dump({b"data": x, b"labels": y.tolist(), b"batch_label": name.encode()}, f)
+    return root
+
+
+@pytest.fixture
+def tiny(fake_fashion):
+    """Overrides that make a smoke-profile config train on the fake tree in a second or two."""
+    return dict(data_root=str(fake_fashion), eval_size=0, track_size=64)

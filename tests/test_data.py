@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from semibook.config import ConfigError
+from semibook.data import DataNotFoundError, load_dataset
+from semibook.data import fashion_mnist
+from semibook.data.splits import load_or_make_split, make_split, read_split, split_path
+from semibook.data.transforms import pad_crop_flip
+
+
+def test_fashion_mnist_loads_from_an_explicit_root(fake_fashion):
+    d = load_dataset("fashion-mnist", str(fake_fashion))
+    assert d.x_train.shape == (400, 1, 28, 28) and d.x_train.dtype == torch.uint8
+    assert d.x_test.shape == (200, 1, 28, 28)
+    assert sorted(d.y_train.unique().tolist()) == list(range(10))
+    assert d.source == str(fake_fashion)
+
+
+def test_search_order_root_then_env_then_system(fake_fashion, tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("SEMIBOOK_DATA", str(fake_fashion))
+    assert load_dataset("fashion-mnist").source == str(fake_fashion)
+    monkeypatch.delenv("SEMIBOOK_DATA")
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", fake_fashion)
+    assert load_dataset("fashion-mnist").source == str(fake_fashion)
+
+
+def test_missing_data_names_every_place_tried(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setenv("SEMIBOOK_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion-mnist", str(tmp_path / "root"))
+    msg = str(e.value)
+    assert "\n" not in msg
+    for place in ("root", "env", "system", "download"):
+        assert place in msg
+    assert "apt-get install dataset-fashion-mnist" in msg
+
+
+def test_truncated_idx_file_is_a_clear_error(fake_fashion, tmp_path):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(fake_fashion, bad)
+    raw = fashion_mnist.read_idx(bad / "train-labels-idx1-ubyte.gz")
+    from tests.conftest import write_idx
+    write_idx(bad / "train-labels-idx1-ubyte.gz", raw)
+    import gzip
+    data = gzip.open(bad / "train-labels-idx1-ubyte.gz").read()[:-7]
+    with gzip.open(bad / "train-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(data)
+    with pytest.raises(ConfigError, match="truncated"):
+        load_dataset("fashion-mnist", str(bad))
+
+
+def test_cifar10_reads_torchvision_layout(fake_cifar):
+    d = load_dataset("cifar10", str(fake_cifar))
+    assert d.x_train.shape == (150, 3, 32, 32) and d.x_test.shape == (30, 3, 32, 32)
+    assert d.y_train[:30].tolist() == np.repeat(np.arange(10), 3).tolist()
+    # the class pattern survives the (N, 3072) -> (N, 3, 32, 32) reshape: bar rows 2c..2c+1
+    c = int(d.y_train[0])
+    assert (d.x_train[0, :, 2 + 2 * c, 4:28] == 220).all()
+
+
+def test_cifar10_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match="cifar-10-batches-py"):
+        load_dataset("cifar10", str(tmp_path))
+
+
+def test_split_is_class_balanced_disjoint_and_complete():
+    y = np.repeat(np.arange(10), 50)
+    s = make_split(y, 40, seed=3, num_classes=10)
+    assert np.bincount(y[s.labeled], minlength=10).tolist() == [4] * 10
+    assert not set(s.labeled) & set(s.unlabeled)
+    assert sorted(set(s.labeled) | set(s.unlabeled)) == list(range(500))
+
+
+def test_split_files_are_deterministic_and_seed_dependent(tmp_path):
+    y = torch.as_tensor(np.random.default_rng(0).integers(0, 10, 1000))
+    a = load_or_make_split("d", y, 50, 0, 10, tmp_path / "a")
+    b = load_or_make_split("d", y, 50, 0, 10, tmp_path / "b")
+    c = load_or_make_split("d", y, 50, 1, 10, tmp_path / "c")
+    assert a.path.read_bytes() == b.path.read_bytes() and a.sha256 == b.sha256
+    assert not np.array_equal(a.labeled, c.labeled)
+    again = read_split(split_path("d", 50, 0, tmp_path / "a"), y, 10)  # read back, not redrawn
+    assert np.array_equal(again.labeled, a.labeled) and again.sha256 == a.sha256
+
+
+def test_split_file_that_is_not_balanced_is_refused(tmp_path):
+    y = np.arange(100) % 10
+    p = tmp_path / "s.json"
+    p.write_text('{"labeled": [0, 10, 1], "train_size": 100}')  # classes 0, 0, 1
+    with pytest.raises(ConfigError, match="class-balanced"):
+        read_split(p, y, 10)
+
+
+def test_split_refuses_more_labels_per_class_than_exist():
+    with pytest.raises(ConfigError):
+        make_split(np.repeat(np.arange(10), 3), 40, 0, 10)
+
+
+def test_pad_crop_flip_shifts_content_by_the_drawn_offset():
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, 0, 3, 3] = 1.0  # one bright pixel that reflect-padding by 2 does not mirror
+    out = pad_crop_flip(x, torch.Generator().manual_seed(0), pad=2, flip=False)
+    ys, xs = torch.nonzero(out[:, 0] == 1, as_tuple=True)[1:]
+    assert out.shape == x.shape and (out[:, 0] == 1).sum() == 64  # pixel kept, never cropped
+    assert set((ys - 3).tolist()) <= set(range(-2, 3)) and set((xs - 3).tolist()) <= set(range(-2, 3))
+    assert len(set(zip(ys.tolist(), xs.tolist()))) > 5  # offsets vary across the batch
+    again = pad_crop_flip(x, torch.Generator().manual_seed(0), pad=2, flip=False)
+    assert torch.equal(out, again)  # a function of the generator
+
+
+def test_pad_zero_with_flip_only_mirrors():
+    x = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3).repeat(32, 1, 1, 1)
+    out = pad_crop_flip(x, torch.Generator().manual_seed(1), pad=0, flip=True)
+    flipped = (out == x.flip(3)).flatten(1).all(1)
+    same = (out == x).flatten(1).all(1)
+    assert (flipped | same).all() and flipped.any() and same.any()

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+
+import semibook as sb
+from semibook.engine.checkpoint import load_checkpoint
+from semibook.engine.loop import StepData, fit, prepare
+
+
+def cfg_for(method, tiny, **kw):
+    return sb.make_config(method, "fashion-mnist", 20, 0, "smoke",
+                          **{**tiny, "steps": 20, "eval_every": 10, "log_every": 5, **kw})
+
+
+@pytest.mark.parametrize("method", ["supervised", "mixmatch", "mean_teacher"])
+def test_resume_is_bit_exact_on_cpu(method, tiny, tmp_path):
+    cfg = cfg_for(method, tiny)
+    whole = fit(cfg, tmp_path / "whole", progress=False, device="cpu")
+    part = fit(cfg, tmp_path / "parts", progress=False, device="cpu", stop_after=10)
+    assert not part["finished"]
+    resumed = fit(cfg, tmp_path / "parts", resume=True, progress=False, device="cpu")
+    assert resumed["finished"]
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "parts" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 20
+    for k, v in a["method"].items():  # student, teacher / EMA, BN statistics
+        assert torch.equal(v, b["method"][k]), k
+    for sa, sb_ in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for k in sa:
+            assert torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb_[k])), k
+
+    def strip(h):
+        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in h]
+    assert strip(whole["history"]) == strip(resumed["history"])  # metrics and agreement too
+
+
+def test_a_step_is_a_function_of_seed_and_step(tiny):
+    cfg = cfg_for("mixmatch", tiny)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    b1 = tr.data.batch(7, 1, 2)
+    tr2, _ = prepare(cfg, torch.device("cpu"))
+    tr2.data.batch(3, 1, 2)  # other steps drawn first change nothing
+    b2 = tr2.data.batch(7, 1, 2)
+    assert torch.equal(b1.x_l, b2.x_l) and torch.equal(b1.views_u[1], b2.views_u[1])
+    assert not torch.equal(b1.views_u[0], b1.views_u[1])  # K views differ
+
+
+def test_epochs_visit_every_labeled_image_once(tiny):
+    cfg = cfg_for("supervised", tiny, batch_l=5)
+    tr, split = prepare(cfg, torch.device("cpu"))
+    data: StepData = tr.data
+    n = len(split.labeled)  # 20 labeled images, 4 steps of 5 per epoch
+    seen = torch.cat([data.indices(0, n, 5, s) for s in range(4)])
+    assert sorted(seen.tolist()) == list(range(n))
+
+
+def test_history_results_and_split_are_written(tiny, tmp_path):
+    cfg = cfg_for("mean_teacher", tiny)
+    res = fit(cfg, tmp_path / "run", progress=False, device="cpu")
+    for name in ("config.json", "history.jsonl", "checkpoint.pt", "results.json"):
+        assert (tmp_path / "run" / name).exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == cfg.to_dict()
+    evals = [r for r in res["history"] if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [10, 20]
+    ag = evals[-1]["agreement"]["teacher-vs-student"]
+    assert ag["agree_correct"] + ag["agree_wrong"] + ag["disagree"] == pytest.approx(1.0)
+    assert res["split_sha256"] and res["device"].startswith("cpu")
+    assert res["versions"]["torch"] == torch.__version__
+    assert res["best"]["acc"] == max(r["acc"] for r in evals)
+    assert res["last"]["step"] == 20 and res["finished"]
+    assert res["overrides"]["steps"] == 20
+
+
+def test_run_folder_with_another_config_is_refused(tiny, tmp_path):
+    fit(cfg_for("supervised", tiny, steps=2, eval_every=2), tmp_path / "r", progress=False)
+    before = (tmp_path / "r" / "config.json").read_text()
+    with pytest.raises(sb.ConfigError, match="different config"):
+        fit(cfg_for("supervised", tiny, steps=4, eval_every=2), tmp_path / "r", progress=False)
+    with pytest.raises(sb.ConfigError, match="--resume"):
+        fit(cfg_for("supervised", tiny, steps=2, eval_every=2), tmp_path / "r", progress=False)
+    assert (tmp_path / "r" / "config.json").read_text() == before
+
+
+def test_non_finite_loss_stops_with_the_step_and_terms(tiny, tmp_path, monkeypatch):
+    from semibook.methods.supervised import Supervised
+    orig = Supervised.training_step
+
+    def broken(self, batch, step):
+        loss, logs = orig(self, batch, step)
+        return (loss * float("nan") if step == 3 else loss), logs
+    monkeypatch.setattr(Supervised, "training_step", broken)
+    with pytest.raises(RuntimeError, match="step 3.*loss_sup"):
+        fit(cfg_for("supervised", tiny), tmp_path / "nan", progress=False)

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+import semibook as sb
+from semibook.engine.loop import prepare
+
+
+def setup_method_(name, tiny, **hp):
+    cfg = sb.make_config(name, "fashion-mnist", 20, 0, "smoke",
+                         **{**tiny, "steps": 20, "hparams": hp})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    return tr.method.train(), tr.data
+
+
+def grads(module):
+    return {n: (p.grad.clone() if p.grad is not None else None)
+            for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("name", ["supervised", "mixmatch", "mean_teacher"])
+def test_step_gives_a_finite_loss_and_trains_only_the_student(name, tiny):
+    m, data = setup_method_(name, tiny)
+    loss, logs = m.training_step(data.batch(19, m.views_l, m.views_u), 19)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(g is not None and torch.isfinite(g).all() for g in grads(m.model).values())
+    assert any(g.abs().sum() > 0 for g in grads(m.model).values())
+    for other in (getattr(m, "teacher", None), m.ema_model):
+        if other is not None:
+            assert all(p.grad is None and not p.requires_grad for p in other.parameters())
+
+
+def _student_grads(name, tiny, step, **hp):
+    m, data = setup_method_(name, tiny, **hp)
+    loss, _ = m.training_step(data.batch(step, m.views_l, m.views_u), step)
+    loss.backward()
+    return grads(m.model), m
+
+
+def test_mean_teacher_consistency_reaches_the_student_and_never_the_teacher(tiny):
+    with_cons, m = _student_grads("mean_teacher", tiny, 19, consistency=100.0)
+    without, _ = _student_grads("mean_teacher", tiny, 19, consistency=0.0)
+    diff = sum((with_cons[k] - without[k]).abs().sum() for k in with_cons)
+    assert diff > 0  # the consistency term changes the student's gradient
+    assert all(p.grad is None for p in m.teacher.parameters())
+
+
+def test_mean_teacher_consistency_is_zero_for_identical_networks_and_inputs(tiny):
+    m, data = setup_method_("mean_teacher", tiny, noise=0.0)
+    b = data.batch(0, 2, 2)
+    b.views_l[1], b.views_u[1] = b.views_l[0], b.views_u[0]  # same view for both
+    with torch.no_grad():
+        m.model.eval(), m.teacher.eval()  # same statistics in both forward passes
+        _, logs = m.training_step(b, 0)
+    assert float(logs["loss_cons"]) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_mean_teacher_ema_decay_switches_after_rampup(tiny):
+    m, _ = setup_method_("mean_teacher", tiny)
+    r = m.rampup_steps
+    assert m.ema_pairs(r - 1)[0][2] == 0.99 and m.ema_pairs(r)[0][2] == 0.999
+    assert m.ema_pairs(0)[0][0] is m.teacher
+
+
+def test_mixmatch_unlabeled_loss_reaches_the_model(tiny):
+    with_u, _ = _student_grads("mixmatch", tiny, 19, lambda_u=75.0)
+    without, _ = _student_grads("mixmatch", tiny, 19, lambda_u=0.0)
+    assert sum((with_u[k] - without[k]).abs().sum() for k in with_u) > 0
+
+
+def test_mixmatch_guessed_labels_carry_no_gradient(tiny, monkeypatch):
+    import semibook.methods.mixmatch as mm
+    seen = {}
+    orig = mm.sharpen
+
+    def spy(p, T):
+        out = orig(p, T)
+        seen["requires_grad"] = out.requires_grad
+        seen["rows"] = out.sum(1)
+        return out
+    monkeypatch.setattr(mm, "sharpen", spy)
+    m, data = setup_method_("mixmatch", tiny)
+    m.training_step(data.batch(0, 1, 2), 0)
+    assert seen["requires_grad"] is False
+    assert torch.allclose(seen["rows"], torch.ones_like(seen["rows"]))
+
+
+def test_mixmatch_lambda_u_ramps_linearly(tiny):
+    m, data = setup_method_("mixmatch", tiny)
+    r = m.rampup_steps
+    _, logs0 = m.training_step(data.batch(0, 1, 2), 0)
+    _, logs_end = m.training_step(data.batch(r, 1, 2), r)
+    assert logs0["lambda_u"] == 0.0 and logs_end["lambda_u"] == 75.0
+    assert 0.5 <= logs0["lam"] <= 1.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .config import PROFILES, Config, ConfigError, make_config
 from .data import DATASETS, available, load_dataset
-from .engine import fit, load_results, run
+from .engine import fit, load_results, provenance, run, run_or_load
 from .methods import METHODS, get_method_class
 from .models import create_model
 
@@ -47,4 +47,5 @@ def setup(seed: int = 0, quiet: bool = False) -> dict:
 
 
 __all__ = ["Config", "ConfigError", "DATASETS", "METHODS", "PROFILES", "available", "create_model",
-           "fit", "get_method", "load_dataset", "load_results", "make_config", "run", "setup"]
+           "fit", "get_method", "load_dataset", "load_results", "make_config", "provenance", "run",
+           "run_or_load", "setup"]

@@ -117,3 +117,14 @@ def test_pad_zero_with_flip_only_mirrors():
     flipped = (out == x.flip(3)).flatten(1).all(1)
     same = (out == x).flatten(1).all(1)
     assert (flipped | same).all() and flipped.any() and same.any()
+
+
+def test_constant_padding_fills_with_black_not_with_a_mirror_image():
+    x = torch.ones(64, 1, 8, 8)
+    out = pad_crop_flip(x, torch.Generator().manual_seed(2), pad=2, flip=False, mode="constant")
+    blank = (out == 0).flatten(1).sum(1)
+    shifted = torch.tensor([not torch.equal(o, x[0]) for o in out])
+    assert torch.equal(blank > 0, shifted)  # a shifted image shows black where the pad shows
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    reflected = pad_crop_flip(x, torch.Generator().manual_seed(2), pad=2, flip=False)
+    assert torch.equal(reflected, x)  # reflecting a constant image changes nothing

@@ -24,13 +24,14 @@ class DatasetInfo:
     size: int
     train_size: int
     classes: tuple[str, ...]
+    pad_mode: str  # how the augmentation pads before its random crop
 
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck")
 _INFO = {
-    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, 60000, FASHION_CLASSES),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, 50000, CIFAR_CLASSES),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, 60000, FASHION_CLASSES, "constant"),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, 50000, CIFAR_CLASSES, "reflect"),
 }
 DATASETS = tuple(_INFO)
 _LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}

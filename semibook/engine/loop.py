@@ -48,6 +48,7 @@ class StepData:
 
     def __init__(self, data: ImageSet, split: Split, cfg: Config, device: torch.device):
         self.cfg, self.device, self.mean, self.std = cfg, device, data.mean, data.std
+        self.pad_mode = data.info.pad_mode
         lab = torch.as_tensor(split.labeled)
         unl = torch.as_tensor(split.unlabeled)
         self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
@@ -73,8 +74,11 @@ class StepData:
         return out.to(self.device)
 
     def views(self, x: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
-        xf = normalize(x, self.mean, self.std)
-        return [pad_crop_flip(xf, gen, self.cfg.augment_pad) for _ in range(k)]
+        """k augmented views (padding in pixel space, so zeros are the black background),
+        each standardised afterwards."""
+        xf = x.float().div_(255)
+        return [normalize(pad_crop_flip(xf, gen, self.cfg.augment_pad, mode=self.pad_mode),
+                          self.mean, self.std, scaled=True) for _ in range(k)]
 
     def batch(self, step: int, views_l: int, views_u: int) -> Batch:
         gen = torch_generator(self.cfg.seed, step, "augment")
@@ -405,3 +409,29 @@ def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str,
             out.append(r)
     return out
 
+
+
+def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """What a chapter calls: the finished results file of exactly this config if one exists
+    (``results/``, written by a real run), else train now. Smoke runs always train and are never
+    saved as results."""
+    if cfg.profile != "smoke":
+        for r in load_results(method=cfg.method, dataset=cfg.dataset, labels=cfg.labels,
+                              seed=cfg.seed, profile=cfg.profile):
+            if r["config"] == cfg.to_dict() and r.get("finished"):
+                r["loaded"] = True
+                return r
+    res = run(cfg, overwrite=True, progress=progress)
+    res["loaded"] = False
+    return res
+
+
+def provenance(res: dict[str, Any]) -> str:
+    """One line saying where a result comes from: profile, device, commit, time, file."""
+    how = f"loaded from {Path(res['results_file']).name}" if res.get("loaded") else "trained now"
+    warn = "  [smoke profile: checks the code path only; not a result]" \
+        if res["profile"] == "smoke" else ""
+    over = f", overrides {res['overrides']}" if res.get("overrides") else ""
+    commit = (res.get("git_commit") or "unknown")[:8]
+    return (f"{res['method']}: {how}; profile {res['profile']}{over}; {res['config']['steps']} "
+            f"steps on {res['device']}; commit {commit}; {res['elapsed_s']:.0f} s{warn}")

@@ -22,7 +22,7 @@ book: $(STAMP)
 test: unit nbval book-strict
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 nbval: $(STAMP)
 	SEMIBOOK_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/*.ipynb

@@ -25,9 +25,10 @@ def get_method(name: str):
     return get_method_class(name)
 
 
-def setup(seed: int = 0, quiet: bool = False) -> dict:
+def setup(seed: int = 0, profile: str | None = None, quiet: bool = False) -> dict:
     """One call at the top of a chapter: seed, pick the device, set the plot style, and say
-    which profile, device and versions this chapter runs with."""
+    which profile (the notebook's ``PROFILE``, else ``$SEMIBOOK_PROFILE``), device and versions
+    this chapter runs with."""
     import os
     import platform
 
@@ -39,7 +40,8 @@ def setup(seed: int = 0, quiet: bool = False) -> dict:
     seed_everything(seed)
     set_style()
     device = pick_device()
-    info = {"profile": os.environ.get("SEMIBOOK_PROFILE", "full"), "device": device_name(device),
+    profile = profile or os.environ.get("SEMIBOOK_PROFILE", "full")
+    info = {"profile": profile, "device": device_name(device),
             "torch": torch.__version__, "python": platform.python_version()}
     if not quiet:
         print("  ".join(f"{k}: {v}" for k, v in info.items()))

@@ -88,8 +88,10 @@ class Config:
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": dict(arch="wrn-10-1", steps=24, batch_l=16, batch_u=16, eval_every=12,
                   eval_size=256, log_every=4, track_size=128),
-    "full": dict(arch="wrn-28-2", steps=3000, batch_l=64, batch_u=64, eval_every=250,
-                 eval_size=0, log_every=25),
+    # 10k steps: batch norm's running statistics (momentum 0.001) and the 0.999 weight EMA
+    # need several thousand steps to forget their initial values.
+    "full": dict(arch="wrn-28-2", steps=10000, batch_l=64, batch_u=64, eval_every=500,
+                 eval_size=0, log_every=50),
     "paper": dict(arch="wrn-28-2", steps=2**20, batch_l=64, batch_u=64, eval_every=1024,
                   eval_size=0, log_every=100, checkpoint_every=1024),
 }

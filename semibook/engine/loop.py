@@ -421,6 +421,10 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
             if r["config"] == cfg.to_dict() and r.get("finished"):
                 r["loaded"] = True
                 return r
+    if cfg.profile != "smoke" and pick_device().type == "cpu":
+        print(f"note: no finished results file for this {cfg.method} config in "
+              f"{results_dir()}; training {cfg.steps} steps on the CPU takes hours (use a GPU, or "
+              f"SEMIBOOK_PROFILE=smoke to check the code path)", flush=True)
     res = run(cfg, overwrite=True, progress=progress)
     res["loaded"] = False
     return res

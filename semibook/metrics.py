@@ -19,3 +19,35 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
         p, t = p[keep], t[keep]
     return torch.bincount(t * num_classes + p, minlength=num_classes ** 2).reshape(
         num_classes, num_classes)
+
+
+def iou_per_class(cm: torch.Tensor) -> torch.Tensor:
+    """IoU of each class from a confusion matrix: TP / (TP + FP + FN); NaN for a class that
+    appears neither in the targets nor in the predictions."""
+    cm = cm.double()
+    tp = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - tp
+    return torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
+
+
+def mean_iou(cm: torch.Tensor) -> float:
+    """Mean IoU over the classes present (in targets or predictions)."""
+    iou = iou_per_class(cm)
+    return float(iou[~iou.isnan()].mean()) if (~iou.isnan()).any() else float("nan")
+
+
+class SegmentationMeter:
+    """Accumulates a confusion matrix over batches of (pred, target) label maps."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None = 255):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.cm += confusion_matrix(pred.cpu(), target.cpu(), self.num_classes,
+                                    self.ignore_index)
+
+    def compute(self) -> dict:
+        iou = iou_per_class(self.cm)
+        return {"miou": mean_iou(self.cm), "iou": [None if v != v else float(v) for v in iou],
+                "pixel_acc": float(self.cm.diag().sum() / self.cm.sum().clamp_min(1))}

@@ -46,3 +46,47 @@ def interleave(batches: list[torch.Tensor]) -> list[torch.Tensor]:
     for i in range(1, len(batches)):
         parts[0][i], parts[i][i] = parts[i][i], parts[0][i]
     return [torch.cat(p) for p in parts]
+
+
+def cutmix_boxes(n: int, h: int, w: int, gen: torch.Generator, area: tuple[float, float] = (0.25, 0.5),
+                 aspect: tuple[float, float] = (0.3, 1 / 0.3)) -> torch.Tensor:
+    """One random box per sample: a float mask (n, 1, h, w), 1 inside the box.
+
+    The box covers a share of the image drawn uniformly from ``area``, with an aspect ratio
+    drawn log-uniformly from ``aspect``, and lies fully inside the image.
+    """
+    a = area[0] + (area[1] - area[0]) * torch.rand(n, generator=gen)
+    log_r = torch.empty(n).uniform_(float(np.log(aspect[0])), float(np.log(aspect[1])),
+                                    generator=gen)
+    r = log_r.exp()
+    bh = (a * h * w * r).sqrt().round().clamp(1, h).long()
+    bw = (a * h * w / r).sqrt().round().clamp(1, w).long()
+    y0 = (torch.rand(n, generator=gen) * (h - bh + 1)).floor().long()
+    x0 = (torch.rand(n, generator=gen) * (w - bw + 1)).floor().long()
+    rows = torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :]
+    in_r = (rows >= y0[:, None]) & (rows < (y0 + bh)[:, None])
+    in_c = (cols >= x0[:, None]) & (cols < (x0 + bw)[:, None])
+    return (in_r[:, :, None] & in_c[:, None, :]).float()[:, None]
+
+
+def classmix_masks(labels: torch.Tensor, gen: torch.Generator,
+                   ignore_index: int | None = 255) -> torch.Tensor:
+    """ClassMix (Olsson et al. 2021): for each label map (n, h, w), pick half of the classes
+    present (rounded up) at random; the mask (n, 1, h, w) is 1 on their pixels."""
+    masks = torch.zeros(labels.shape[0], 1, *labels.shape[1:])
+    for i, lab in enumerate(labels):
+        present = lab.unique()
+        if ignore_index is not None:
+            present = present[present != ignore_index]
+        k = (len(present) + 1) // 2
+        chosen = present[torch.randperm(len(present), generator=gen)[:k].to(present.device)]
+        masks[i, 0] = torch.isin(lab, chosen).float().cpu()
+    return masks.to(labels.device)
+
+
+def mix_with_mask(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Take ``a`` where mask is 1 and ``b`` elsewhere: images (n, c, h, w), label maps (n, h, w)
+    or probability maps, with one (n, 1, h, w) mask, so image and label stay aligned."""
+    m = mask if a.ndim == 4 else mask[:, 0]
+    return torch.where(m.bool(), a, b)

@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+
+from semibook.data.mixing import classmix_masks, cutmix_boxes, mix_with_mask
+from semibook.metrics import SegmentationMeter, confusion_matrix, iou_per_class, mean_iou
+
+
+def test_miou_against_a_hand_computed_case_with_ignored_pixels():
+    target = torch.tensor([[0, 0, 1, 1],
+                           [2, 2, 255, 255]])
+    pred = torch.tensor([[0, 1, 1, 1],
+                         [2, 0, 2, 0]])  # predictions under 255 must not count
+    cm = confusion_matrix(pred, target, 3, ignore_index=255)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    # class 0: TP 1, FP 1 (a 2 predicted 0), FN 1 -> 1/3; class 1: 2/(2+1) ; class 2: 1/2
+    iou = iou_per_class(cm)
+    assert iou.tolist() == pytest.approx([1 / 3, 2 / 3, 1 / 2])
+    assert mean_iou(cm) == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_absent_class_is_left_out_of_the_mean():
+    cm = confusion_matrix(torch.tensor([0, 0, 1]), torch.tensor([0, 0, 1]), 4)
+    assert math.isnan(iou_per_class(cm)[3]) and mean_iou(cm) == 1.0
+
+
+def test_meter_accumulates_over_batches():
+    m = SegmentationMeter(3)
+    m.update(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+    m.update(torch.tensor([[2, 2]]), torch.tensor([[2, 255]]))
+    out = m.compute()
+    assert out["miou"] == 1.0 and out["pixel_acc"] == 1.0 and m.cm.sum() == 3
+
+
+def test_cutmix_boxes_have_the_drawn_area_and_stay_inside():
+    masks = cutmix_boxes(200, 32, 48, torch.Generator().manual_seed(0), area=(0.25, 0.5))
+    assert masks.shape == (200, 1, 32, 48)
+    share = masks.mean(dim=(1, 2, 3))
+    assert share.min() > 0.15 and share.max() < 0.6  # rounding and clamping aside
+    for m in masks[:20, 0]:  # each mask is one solid rectangle
+        rows, cols = m.any(1).nonzero(), m.any(0).nonzero()
+        box = m[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.all() and m.sum() == box.numel()
+
+
+def _image_from_labels(labels):
+    """An image whose every channel spells out its label map: alignment is then checkable."""
+    return labels[:, None].float().repeat(1, 3, 1, 1)
+
+
+def test_cutmix_keeps_image_and_label_aligned():
+    g = torch.Generator().manual_seed(1)
+    la, lb = torch.randint(0, 5, (6, 16, 16), generator=g), torch.randint(0, 5, (6, 16, 16), generator=g)
+    mask = cutmix_boxes(6, 16, 16, g)
+    img = mix_with_mask(mask, _image_from_labels(la), _image_from_labels(lb))
+    lab = mix_with_mask(mask, la, lb)
+    assert torch.equal(img, _image_from_labels(lab))
+    assert torch.equal(lab[mask[:, 0].bool()], la[mask[:, 0].bool()])
+    assert torch.equal(lab[~mask[:, 0].bool()], lb[~mask[:, 0].bool()])
+
+
+def test_classmix_takes_half_the_classes_present_and_keeps_alignment():
+    g = torch.Generator().manual_seed(2)
+    la = torch.randint(0, 6, (4, 12, 12), generator=g)
+    la[0] = torch.where(la[0] == 5, 255, la[0])  # ignored pixels are never chosen
+    lb = torch.randint(0, 6, (4, 12, 12), generator=g)
+    mask = classmix_masks(la, g)
+    for i in range(4):
+        chosen = la[i][mask[i, 0].bool()].unique()
+        present = la[i].unique()
+        present = present[present != 255]
+        assert len(chosen) == (len(present) + 1) // 2 and 255 not in chosen.tolist()
+        for c in chosen:  # every pixel of a chosen class is in the mask
+            assert mask[i, 0][la[i] == c].all()
+    img = mix_with_mask(mask, _image_from_labels(la), _image_from_labels(lb))
+    assert torch.equal(img, _image_from_labels(mix_with_mask(mask, la, lb)))

@@ -254,8 +254,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     checkpoint to ``resume`` from; used by the tests.
     """
     run_dir = Path(run_dir)
-    device = pick_device(device if isinstance(device, str) else None) if not isinstance(
-        device, torch.device) else device
+    device = device if isinstance(device, torch.device) else pick_device(device)
     trainer, split = prepare(cfg, device)  # fails before anything is written
     _check_run_dir(run_dir, cfg, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)

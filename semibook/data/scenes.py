@@ -1,0 +1,274 @@
+"""fashion-scenes: a small segmentation dataset built from Fashion-MNIST.
+
+Each scene is a colour picture, 64 x 64 pixels by default, showing two to four pieces of
+clothing (Fashion-MNIST items) lying on a textured cloth. Every item is enlarged or shrunk a
+little (0.8 to 1.6 times its 28 x 28 size), dyed with a random bright colour and dropped at a
+random place; items may overlap, and one near the border may be partly cut off. The cloth
+underneath is not plain: it is a soft blend of one or two colours with a faint stripe or
+checkerboard weave and a little grain, so that "bright pixel = object" does not solve the task.
+
+The label of a pixel says which class is visible there: 0 for the background and ``c + 1`` for
+Fashion-MNIST class ``c`` (see :data:`SCENE_CLASSES`). A pixel belongs to an item when the
+item's own grey value there is above :data:`ON_THRESHOLD` (a quarter of full brightness); the
+item's dark surroundings are transparent, so a later item covers an earlier one only where the
+later item itself has ink. Image and labels come from the same rule, so they always agree.
+
+Scenes are generated, not downloaded: scene ``i`` of a split is fully determined by
+``(seed, split, i)``. Training scenes use Fashion-MNIST's training images and validation
+scenes its test images, so no item picture is shared between the two splits.
+:func:`load_scenes` caches the generated arrays under ``cache_dir() / "scenes"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import ConfigError
+from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist
+from .sources import cache_dir
+
+SCENE_CLASSES = ("background",) + FASHION_CLASSES
+NUM_CLASSES = len(SCENE_CLASSES)
+IGNORE_INDEX = 255  # never produced here; reserved for "do not score this pixel" in the losses
+SPLITS = ("train", "val")
+TRAIN_SCENES = 10000
+VAL_SCENES = 1000
+DEFAULT_SIZE = 64
+MIN_SIZE = 32
+FORMAT_VERSION = 1  # bump whenever the generator changes, so old cache files are not reused
+
+ON_THRESHOLD = 0.25  # an item pixel is "on" when its rescaled grey value exceeds this
+SCALE_RANGE = (0.8, 1.6)  # item side = 28 * scale
+ITEMS_RANGE = (2, 4)  # items per scene, both ends included
+VISIBLE = 0.75  # at least this fraction of an item's width and of its height lies in the frame
+
+
+@dataclass
+class Layer:
+    """One item as placed in a scene: its grey picture in [0, 1] (h x w), its RGB tint in
+    [0, 1], the row and column of its top-left corner (may be negative) and its label."""
+    intensity: np.ndarray
+    colour: np.ndarray
+    top: int
+    left: int
+    label: int
+
+
+@lru_cache(maxsize=256)
+def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of 1-D linear interpolation (pixel centres aligned, edges clamped)."""
+    pos = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    m = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, lo), 1 - frac)
+    np.add.at(m, (rows, hi), frac)
+    m.flags.writeable = False
+    return m
+
+
+def resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear resize of a 2-D float array (pixel centres aligned, edges clamped)."""
+    h, w = img.shape
+    return _interp_matrix(h, out_h) @ img @ _interp_matrix(w, out_w).T
+
+
+@lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    yy.flags.writeable = False
+    xx.flags.writeable = False
+    return yy, xx
+
+
+def hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    """One HSV colour (each in [0, 1]) as an RGB triple in [0, 1]."""
+    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
+    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def make_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A textured cloth (3, size, size) in [0, 1]: a smooth blend of two muted colours, a faint
+    stripe or checkerboard weave at a random angle and period, and a little per-pixel grain."""
+    c1 = hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.7), rng.uniform(0.25, 0.65))
+    if rng.random() < 0.5:  # one colour, lighter and darker
+        c2 = c1 * rng.uniform(0.5, 0.8)
+    else:
+        c2 = hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.7), rng.uniform(0.25, 0.65))
+    g = int(rng.integers(2, 6))
+    field = resize(rng.random((g, g)), size, size)
+    bg = c1[:, None, None] * (1 - field) + c2[:, None, None] * field
+    theta = rng.uniform(0, np.pi)
+    period = rng.uniform(4.0, 12.0)
+    amplitude = rng.uniform(0.04, 0.09)
+    phase = rng.uniform(0, 2 * np.pi)
+    yy, xx = _grid(size)
+    u = (xx * np.cos(theta) + yy * np.sin(theta)) * (2 * np.pi / period) + phase
+    if rng.random() < 0.5:
+        pattern = np.sin(u)
+    else:
+        v = (-xx * np.sin(theta) + yy * np.cos(theta)) * (2 * np.pi / period)
+        pattern = np.sign(np.sin(u) * np.sin(v))
+    bg = bg + amplitude * pattern
+    bg += 0.02 * rng.standard_normal((3, size, size), dtype=np.float32)
+    return np.clip(bg, 0.0, 1.0, out=bg)
+
+
+def draw_layers(items_x: np.ndarray, items_y: np.ndarray, rng: np.random.Generator,
+                size: int) -> list[Layer]:
+    """Draw the items of one scene: how many, which source images, their scale, tint, place."""
+    k = int(rng.integers(ITEMS_RANGE[0], ITEMS_RANGE[1] + 1))
+    idx = rng.integers(0, len(items_x), size=k)
+    layers = []
+    for i in idx:
+        grey = np.asarray(items_x[i], dtype=np.float64).reshape(items_x.shape[-2:]) / 255.0
+        side = max(1, int(round(grey.shape[0] * rng.uniform(*SCALE_RANGE))))
+        side_w = max(1, int(round(side * grey.shape[1] / grey.shape[0])))
+        intensity = np.clip(resize(grey, side, side_w), 0.0, 1.0)
+        colour = hsv_to_rgb(rng.random(), rng.uniform(0.65, 1.0), rng.uniform(0.85, 1.0))
+        slack_h = int(side * (1 - VISIBLE))
+        slack_w = int(side_w * (1 - VISIBLE))
+        top = int(rng.integers(-slack_h, size - side + slack_h + 1))
+        left = int(rng.integers(-slack_w, size - side_w + slack_w + 1))
+        layers.append(Layer(intensity, colour, top, left, int(items_y[i]) + 1))
+    return layers
+
+
+def compose(background: np.ndarray, layers: list[Layer]) -> tuple[np.ndarray, np.ndarray]:
+    """Paint ``layers`` in order over ``background`` (3, H, W) in [0, 1].
+
+    Where a layer's intensity is above :data:`ON_THRESHOLD` it replaces what is below, pixel =
+    intensity x colour, and the label map takes its label; elsewhere the layer is transparent.
+    Layers may stick out of the frame. Returns (image uint8 (3, H, W), mask uint8 (H, W)).
+    """
+    image = np.array(background, dtype=np.float64, copy=True)
+    _, height, width = image.shape
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for layer in layers:
+        h, w = layer.intensity.shape
+        r0, c0 = max(layer.top, 0), max(layer.left, 0)
+        r1, c1 = min(layer.top + h, height), min(layer.left + w, width)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        part = layer.intensity[r0 - layer.top:r1 - layer.top, c0 - layer.left:c1 - layer.left]
+        on = part > ON_THRESHOLD
+        window = image[:, r0:r1, c0:c1]
+        window[:, on] = np.asarray(layer.colour, dtype=np.float64)[:, None] * part[on]
+        mask[r0:r1, c0:c1][on] = layer.label
+    image = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return image, mask
+
+
+def generate_scene(items_x, items_y, rng: np.random.Generator,
+                   size: int = DEFAULT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """One scene from the source images ``items_x`` (N x 28 x 28 or N x 1 x 28 x 28, uint8) and
+    their classes ``items_y``: returns (image uint8 (3, size, size), mask uint8 (size, size)).
+
+    Everything random comes from ``rng``, in a fixed order: background first, then the items.
+    """
+    items_x = np.asarray(items_x)
+    items_y = np.asarray(items_y)
+    background = make_background(rng, size)
+    return compose(background, draw_layers(items_x, items_y, rng, size))
+
+
+def _check(split: str, n, size) -> int:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown fashion-scenes split {split!r}; choose one of: "
+                          f"{', '.join(SPLITS)}")
+    if n is None:
+        n = TRAIN_SCENES if split == "train" else VAL_SCENES
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ConfigError(f"fashion-scenes: number of scenes must be a positive integer, got {n!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
+        raise ConfigError(f"fashion-scenes: size must be an integer >= {MIN_SIZE}, got {size!r}")
+    return int(n)
+
+
+def scenes_from(items_x, items_y, split: str, n: int, size: int = DEFAULT_SIZE,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes 0..n-1 of ``split`` drawn from the given source images (no file access)."""
+    n = _check(split, n, size)
+    items_x = np.asarray(items_x)
+    items_y = np.asarray(items_y)
+    split_id = SPLITS.index(split)
+    images = np.empty((n, 3, size, size), dtype=np.uint8)
+    masks = np.empty((n, size, size), dtype=np.uint8)
+    for i in range(n):
+        rng = np.random.default_rng([seed, split_id, i])
+        images[i], masks[i] = generate_scene(items_x, items_y, rng, size)
+    return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def _source(split: str, root: str | None):
+    (x_tr, y_tr, x_te, y_te), path = load_fashion_mnist(root, None)
+    x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+    key = f"{path}|{len(x_tr)}|{len(x_te)}"
+    return x[:, 0].numpy(), y.numpy(), hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def make_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed: int = 0,
+                root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generate scenes 0..n-1 of ``split`` ("train" or "val"): (images uint8 (n, 3, size, size),
+    masks uint8 (n, size, size)). ``n`` defaults to TRAIN_SCENES or VAL_SCENES; ``root`` is
+    passed on to :func:`load_fashion_mnist`."""
+    n = _check(split, n, size)
+    x, y, _ = _source(split, root)
+    return scenes_from(x, y, split, n, size, seed)
+
+
+def cache_path(split: str, n: int, size: int, seed: int, source_hash: str) -> Path:
+    name = f"fashion-scenes-v{FORMAT_VERSION}-{split}-n{n}-s{size}-seed{seed}-{source_hash}.npz"
+    return cache_dir() / "scenes" / name
+
+
+def _read_cache(path: Path, n: int, size: int):
+    try:
+        with np.load(path) as f:
+            images, masks = f["images"], f["masks"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # missing or damaged: generate again
+    if (images.shape != (n, 3, size, size) or masks.shape != (n, size, size)
+            or images.dtype != np.uint8 or masks.dtype != np.uint8):
+        return None
+    return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def load_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed: int = 0,
+                root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`make_scenes`, but kept in ``cache_dir() / "scenes"`` after the first call."""
+    n = _check(split, n, size)
+    _, _, source_hash = _source(split, root)
+    path = cache_path(split, n, size, seed, source_hash)
+    if path.is_file():
+        cached = _read_cache(path, n, size)
+        if cached is not None:
+            return cached
+    images, masks = make_scenes(split, n, size, seed, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, images=images.numpy(), masks=masks.numpy())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return images, masks
+
+
+__all__ = ["SCENE_CLASSES", "NUM_CLASSES", "IGNORE_INDEX", "SPLITS", "TRAIN_SCENES",
+           "VAL_SCENES", "ON_THRESHOLD", "Layer", "compose", "generate_scene", "make_scenes",
+           "scenes_from", "load_scenes"]

@@ -1,0 +1,194 @@
+import numpy as np
+import pytest
+import torch
+
+from semibook.config import ConfigError
+from semibook.data import scenes
+from semibook.data.fashion_mnist import load_fashion_mnist
+from semibook.data.scenes import (IGNORE_INDEX, ON_THRESHOLD, SCENE_CLASSES, Layer, compose,
+                                  draw_layers, generate_scene, load_scenes, make_background,
+                                  make_scenes, scenes_from)
+from semibook.data.sources import cache_dir
+
+
+@pytest.fixture(scope="module")
+def fake_source(fake_fashion):
+    (x_tr, y_tr, x_te, y_te), _ = load_fashion_mnist(str(fake_fashion), False)
+    return x_tr[:, 0].numpy(), y_tr.numpy(), x_te[:, 0].numpy(), y_te.numpy()
+
+
+def reference(background, layers):
+    """The label rule written out pixel by pixel: the topmost layer that is "on" wins."""
+    _, height, width = background.shape
+    image = background.astype(np.float64).copy()
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for r in range(height):
+        for c in range(width):
+            for layer in reversed(layers):
+                i, j = r - layer.top, c - layer.left
+                h, w = layer.intensity.shape
+                if 0 <= i < h and 0 <= j < w and layer.intensity[i, j] > ON_THRESHOLD:
+                    mask[r, c] = layer.label
+                    image[:, r, c] = layer.intensity[i, j] * np.asarray(layer.colour)
+                    break
+    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), mask
+
+
+def test_classes_and_constants():
+    assert len(SCENE_CLASSES) == 11 and SCENE_CLASSES[0] == "background"
+    assert SCENE_CLASSES[1] == "T-shirt/top" and SCENE_CLASSES[10] == "Ankle boot"
+    assert IGNORE_INDEX == 255 and IGNORE_INDEX >= len(SCENE_CLASSES)
+    assert scenes.TRAIN_SCENES == 10000 and scenes.VAL_SCENES == 1000
+
+
+def test_shapes_dtypes_and_labels(fake_fashion):
+    images, masks = make_scenes("train", 8, root=str(fake_fashion))
+    assert images.shape == (8, 3, 64, 64) and images.dtype == torch.uint8
+    assert masks.shape == (8, 64, 64) and masks.dtype == torch.uint8
+    assert int(masks.max()) <= 10
+    for m in masks:
+        labels = set(m.unique().tolist())
+        assert 0 in labels  # background is visible
+        assert 1 <= len(labels - {0}) <= 4  # at least one item, never more than four
+    images, masks = make_scenes("val", 2, size=40, root=str(fake_fashion))
+    assert images.shape == (2, 3, 40, 40) and masks.shape == (2, 40, 40)
+
+
+def test_two_to_four_items_per_scene_and_labels_come_from_them(fake_source):
+    x, y, _, _ = fake_source
+    counts = set()
+    for i in range(30):
+        rng = np.random.default_rng([0, 0, i])
+        make_background(rng, 64)
+        layers = draw_layers(x, y, rng, 64)
+        counts.add(len(layers))
+        _, mask = generate_scene(x, y, np.random.default_rng([0, 0, i]))
+        assert set(np.unique(mask).tolist()) - {0} <= {layer.label for layer in layers}
+        for layer in layers:
+            h, w = layer.intensity.shape
+            assert 22 <= h <= 45 and w == h  # 28 x scale, scale in 0.8 .. 1.6
+            # at least three quarters of each side lies inside the frame
+            assert min(layer.top + h, 64) - max(layer.top, 0) >= 0.75 * h - 1
+            assert min(layer.left + w, 64) - max(layer.left, 0) >= 0.75 * w - 1
+    assert counts <= {2, 3, 4} and len(counts) >= 2
+
+
+def test_deterministic_from_seed_split_and_index(fake_fashion, fake_source):
+    root = str(fake_fashion)
+    img8, mask8 = make_scenes("train", 8, root=root)
+    img4, mask4 = make_scenes("train", 4, root=root)
+    assert torch.equal(img8[:4], img4) and torch.equal(mask8[:4], mask4)
+    again, again_m = make_scenes("train", 8, root=root)
+    assert torch.equal(img8, again) and torch.equal(mask8, again_m)
+    x, y, x_te, y_te = fake_source
+    image3, mask3 = generate_scene(x, y, np.random.default_rng([0, 0, 3]))
+    assert np.array_equal(image3, img8[3].numpy()) and np.array_equal(mask3, mask8[3].numpy())
+    other, _ = make_scenes("train", 8, seed=1, root=root)
+    assert not torch.equal(img8, other)
+    val, val_m = make_scenes("val", 8, root=root)
+    assert not torch.equal(img8, val)
+    # validation scenes draw their items from the test images
+    ref, ref_m = scenes_from(x_te, y_te, "val", 8)
+    assert torch.equal(val, ref) and torch.equal(val_m, ref_m)
+
+
+def test_compose_label_rule_on_a_constructed_case():
+    size = 40
+    background = np.full((3, size, size), 0.2)
+    a = np.full((28, 28), 0.1)  # dim surround: never "on"
+    a[4:24, 4:24] = 1.0  # a bright square
+    b = np.zeros((28, 28))
+    b[:, 10:18] = 0.8  # a vertical bar
+    b[0:3, 10:18] = 0.2  # just below the threshold: transparent
+    red, blue = np.array([0.9, 0.3, 0.1]), np.array([0.1, 0.4, 0.9])
+    layers = [Layer(a, red, 2, 2, 3), Layer(b, blue, 10, 20, 8),
+              Layer(b, blue, -5, -12, 5)]  # the last one is clipped at the top-left corner
+    image, mask = compose(background, layers)
+    ref_image, ref_mask = reference(background, layers)
+    assert np.array_equal(mask, ref_mask) and np.array_equal(image, ref_image)
+    # the square of item a, except where the bar of b covers it
+    assert (mask[6:26, 6:30] == 3).sum() == 20 * 24 - 8 * 16
+    assert (mask[10:38, 30:38] == 8).all()  # b's bar, on top, rows 10..37 (clipped at 40)
+    assert (mask[13:26, 30:38] == 8).all() and (mask[10:13, 30:38] != 8).all() is np.False_ \
+        or True
+    assert (mask[10:13, 30:38] == 3).all()  # b is transparent there: a stays visible
+    assert (mask[0:23, 0:6] == 5).all()  # the clipped bar
+    assert (mask[0:2, :] != 3).all() and (mask[26:, 6:26] == 0).all()
+    img = image.astype(np.float64)
+    for label, colour in ((3, red), (8, blue), (5, blue)):
+        pix = img[:, mask == label]
+        cosine = colour @ pix / (np.linalg.norm(colour) * np.linalg.norm(pix, axis=0))
+        assert cosine.min() > 0.999  # labelled pixels show that item's tint
+    assert (image[:, mask == 0] == 51).all()  # background pixels untouched (0.2 * 255)
+
+
+def test_generated_scenes_follow_the_label_rule(fake_source):
+    x, y, _, _ = fake_source
+    for i in range(3):
+        rng = np.random.default_rng([7, 1, i])
+        background = make_background(rng, 48)
+        layers = draw_layers(x, y, rng, 48)
+        image, mask = generate_scene(x, y, np.random.default_rng([7, 1, i]), size=48)
+        ref_image, ref_mask = reference(background, layers)
+        assert np.array_equal(mask, ref_mask)
+        assert np.abs(image.astype(int) - ref_image.astype(int)).max() <= 1
+        # background pixels are not "on" for any item
+        for layer in layers:
+            h, w = layer.intensity.shape
+            r0, c0 = max(layer.top, 0), max(layer.left, 0)
+            r1, c1 = min(layer.top + h, 48), min(layer.left + w, 48)
+            part = layer.intensity[r0 - layer.top:r1 - layer.top, c0 - layer.left:c1 - layer.left]
+            assert not (part[mask[r0:r1, c0:c1] == 0] > ON_THRESHOLD).any()
+
+
+def test_background_is_textured_and_coloured():
+    for i in range(5):
+        bg = make_background(np.random.default_rng(i), 64)
+        assert bg.shape == (3, 64, 64) and bg.min() >= 0 and bg.max() <= 1
+        assert bg.std(axis=(1, 2)).min() > 0.02  # not flat
+        # local differences (the weave and the grain) are there, not just a slow gradient
+        assert np.abs(np.diff(bg, axis=2)).mean() > 0.02
+
+
+def test_load_scenes_caches_one_npz(fake_fashion, monkeypatch):
+    root = str(fake_fashion)
+    images, masks = load_scenes("train", 6, root=root)
+    files = list((cache_dir() / "scenes").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"
+    name = files[0].name
+    assert "train" in name and "n6" in name and "s64" in name and "seed0" in name and "-v" in name
+
+    def boom(*args, **kwargs):
+        raise AssertionError("regenerated instead of reading the cache")
+
+    monkeypatch.setattr(scenes, "make_scenes", boom)
+    cached, cached_m = load_scenes("train", 6, root=root)
+    assert torch.equal(images, cached) and torch.equal(masks, cached_m)
+    assert cached.dtype == torch.uint8 and cached_m.dtype == torch.uint8
+    with pytest.raises(AssertionError, match="regenerated"):
+        load_scenes("train", 6, seed=1, root=root)  # another key: not in the cache
+    monkeypatch.undo()
+    fresh, fresh_m = make_scenes("train", 6, root=root)
+    assert torch.equal(fresh, cached) and torch.equal(fresh_m, cached_m)
+
+
+def test_damaged_cache_file_is_regenerated(fake_fashion):
+    root = str(fake_fashion)
+    images, _ = load_scenes("val", 3, size=32, root=root)
+    (path,) = (cache_dir() / "scenes").iterdir()
+    path.write_bytes(b"not a zip")
+    again, _ = load_scenes("val", 3, size=32, root=root)
+    assert torch.equal(images, again)
+    assert [p.name for p in (cache_dir() / "scenes").iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(split="test", n=4), "train, val"),
+    (dict(split="train", n=0), "positive"),
+    (dict(split="val", n=-3), "positive"),
+    (dict(split="train", n=4, size=16), ">= 32"),
+])
+def test_bad_arguments_raise_config_error(fake_fashion, kwargs, words):
+    for fn in (make_scenes, load_scenes):
+        with pytest.raises(ConfigError, match=words):
+            fn(root=str(fake_fashion), **kwargs)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from .discriminator import FCDiscriminator
 from .ema import ema_copy, ema_update, frozen_bn_stats
+from .segmentation import PRESETS as SEGMENTATION_MODELS
+from .segmentation import create_segmentation_model
 from .wrn import WideResNet, parse_wrn, wrn
 
 ARCHS = ("wrn-28-2", "wrn-10-1", "wrn-D-W")
@@ -19,5 +22,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ARCHS", "WideResNet", "create_model", "count_parameters", "ema_copy", "ema_update",
+__all__ = ["ARCHS", "FCDiscriminator", "SEGMENTATION_MODELS", "WideResNet",
+           "create_segmentation_model", "create_model", "count_parameters", "ema_copy", "ema_update",
            "frozen_bn_stats", "parse_wrn"]

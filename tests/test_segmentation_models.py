@@ -1,0 +1,36 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from semibook.config import ConfigError
+from semibook.models import FCDiscriminator, create_segmentation_model
+
+
+def test_discriminator_is_five_strided_convs_and_returns_a_full_size_map():
+    d = FCDiscriminator(11)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    out = d(torch.softmax(torch.randn(2, 11, 64, 48), 1))
+    assert out.shape == (2, 1, 64, 48)
+
+
+def test_small_model_segments_at_full_resolution_with_random_weights():
+    m = create_segmentation_model("unet-r18", 11)
+    assert m(torch.randn(2, 3, 64, 64)).shape == (2, 11, 64, 64)
+    assert 3e6 < sum(p.numel() for p in m.parameters()) < 4.5e6
+
+
+def test_drop_path_only_when_asked():
+    count = lambda m: sum(type(x).__name__ == "DropPath" for x in m.modules())
+    assert count(create_segmentation_model("unet-r18", 11, drop_path=0.1)) > 0
+    assert count(create_segmentation_model("unet-r18", 11)) == 0
+    with pytest.raises(ConfigError, match="timm encoder"):
+        create_segmentation_model("unet-r18", 11, drop_path=0.1, encoder="resnet18")
+
+
+def test_unknown_names_list_the_choices():
+    with pytest.raises(ConfigError, match="unet-r18"):
+        create_segmentation_model("segformer-b9", 11)
+    with pytest.raises(ConfigError, match="resnet18"):
+        create_segmentation_model("unet-r18", 11, encoder="resnet1800")

@@ -101,19 +101,18 @@ def test_compose_label_rule_on_a_constructed_case():
     b[:, 10:18] = 0.8  # a vertical bar
     b[0:3, 10:18] = 0.2  # just below the threshold: transparent
     red, blue = np.array([0.9, 0.3, 0.1]), np.array([0.1, 0.4, 0.9])
-    layers = [Layer(a, red, 2, 2, 3), Layer(b, blue, 10, 20, 8),
-              Layer(b, blue, -5, -12, 5)]  # the last one is clipped at the top-left corner
+    layers = [Layer(a, red, 2, 2, 3),  # square on rows 6..25, cols 6..25
+              Layer(b, blue, 10, 10, 8),  # bar on rows 13..37, cols 20..27: covers a's corner
+              Layer(b, blue, -5, -12, 5)]  # clipped at the top-left: rows 0..22, cols 0..5
     image, mask = compose(background, layers)
     ref_image, ref_mask = reference(background, layers)
     assert np.array_equal(mask, ref_mask) and np.array_equal(image, ref_image)
-    # the square of item a, except where the bar of b covers it
-    assert (mask[6:26, 6:30] == 3).sum() == 20 * 24 - 8 * 16
-    assert (mask[10:38, 30:38] == 8).all()  # b's bar, on top, rows 10..37 (clipped at 40)
-    assert (mask[13:26, 30:38] == 8).all() and (mask[10:13, 30:38] != 8).all() is np.False_ \
-        or True
-    assert (mask[10:13, 30:38] == 3).all()  # b is transparent there: a stays visible
-    assert (mask[0:23, 0:6] == 5).all()  # the clipped bar
-    assert (mask[0:2, :] != 3).all() and (mask[26:, 6:26] == 0).all()
+    assert (mask == 3).sum() == 20 * 20 - 13 * 6  # the square, less the part under the bar
+    assert (mask[13:38, 20:28] == 8).all()  # the later item's on-pixels win
+    assert (mask[10:13, 20:26] == 3).all()  # b's dim top rows are transparent: a shows
+    assert (mask[10:13, 26:28] == 0).all() and (mask[38:, :] == 0).all()
+    assert (mask[0:23, 0:6] == 5).all() and (mask[23:, 0:6] == 0).all()
+    assert (mask[0:6, 6:] == 0).all()  # a's dim surround is transparent
     img = image.astype(np.float64)
     for label, colour in ((3, red), (8, blue), (5, blue)):
         pix = img[:, mask == label]
@@ -187,6 +186,7 @@ def test_damaged_cache_file_is_regenerated(fake_fashion):
     (dict(split="train", n=0), "positive"),
     (dict(split="val", n=-3), "positive"),
     (dict(split="train", n=4, size=16), ">= 32"),
+    (dict(split="train", n=4, seed=-1), "seed"),
 ])
 def test_bad_arguments_raise_config_error(fake_fashion, kwargs, words):
     for fn in (make_scenes, load_scenes):

@@ -75,3 +75,39 @@ def test_classmix_takes_half_the_classes_present_and_keeps_alignment():
             assert mask[i, 0][la[i] == c].all()
     img = mix_with_mask(mask, _image_from_labels(la), _image_from_labels(lb))
     assert torch.equal(img, _image_from_labels(mix_with_mask(mask, la, lb)))
+
+
+def test_paired_geometric_view_keeps_image_and_label_aligned():
+    from semibook.data.transforms import paired_scale_crop_flip
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 11, (16, 32, 32), generator=g)
+    x = y[:, None].float().repeat(1, 3, 1, 1) / 10  # the image spells out its labels
+    xo, yo = paired_scale_crop_flip(x, y, g, scale=(0.5, 2.0))
+    assert xo.shape == x.shape and yo.shape == y.shape
+    valid = yo != 255
+    assert valid.float().mean() > 0.5 and (~valid).any()  # some zoomed-out padding
+    # nearest-sampled labels agree with bilinearly sampled images where the image is locally flat
+    flat = (xo[:, 0] * 10 - xo[:, 0].mul(10).round()).abs() < 1e-4
+    assert torch.equal(yo[valid & flat], (xo[:, 0] * 10).round().long()[valid & flat])
+    assert set(yo.unique().tolist()) <= set(range(11)) | {255}
+
+
+def test_paired_view_at_scale_one_without_flip_is_identity():
+    from semibook.data.transforms import paired_scale_crop_flip
+    y = torch.randint(0, 5, (4, 16, 16))
+    x = torch.rand(4, 3, 16, 16)
+    xo, yo = paired_scale_crop_flip(x, y, torch.Generator().manual_seed(0), scale=(1, 1),
+                                    flip=False)
+    assert torch.allclose(xo, x, atol=1e-5) and torch.equal(yo, y)
+
+
+def test_strong_photometric_keeps_range_shape_and_is_seeded():
+    from semibook.data.transforms import strong_photometric
+    x = torch.rand(8, 3, 24, 24)
+    a = strong_photometric(x, torch.Generator().manual_seed(3))
+    b = strong_photometric(x, torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1 and torch.isfinite(a).all()
+    assert not torch.allclose(a, x)
+    none = strong_photometric(x, torch.Generator(), p_jitter=0, p_gray=0, p_blur=0)
+    assert torch.allclose(none, x)

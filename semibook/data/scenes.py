@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import uuid
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -183,7 +183,8 @@ def generate_scene(items_x, items_y, rng: np.random.Generator,
     return compose(background, draw_layers(items_x, items_y, rng, size))
 
 
-def _check(split: str, n, size) -> int:
+def _check(split: str, n, size, seed=0) -> int:
+    """Validate the arguments (one-line ConfigError naming the valid values); returns n."""
     if split not in SPLITS:
         raise ConfigError(f"unknown fashion-scenes split {split!r}; choose one of: "
                           f"{', '.join(SPLITS)}")
@@ -193,13 +194,15 @@ def _check(split: str, n, size) -> int:
         raise ConfigError(f"fashion-scenes: number of scenes must be a positive integer, got {n!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
         raise ConfigError(f"fashion-scenes: size must be an integer >= {MIN_SIZE}, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"fashion-scenes: seed must be an integer >= 0, got {seed!r}")
     return int(n)
 
 
 def scenes_from(items_x, items_y, split: str, n: int, size: int = DEFAULT_SIZE,
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Scenes 0..n-1 of ``split`` drawn from the given source images (no file access)."""
-    n = _check(split, n, size)
+    n = _check(split, n, size, seed)
     items_x = np.asarray(items_x)
     items_y = np.asarray(items_y)
     split_id = SPLITS.index(split)
@@ -223,7 +226,7 @@ def make_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed
     """Generate scenes 0..n-1 of ``split`` ("train" or "val"): (images uint8 (n, 3, size, size),
     masks uint8 (n, size, size)). ``n`` defaults to TRAIN_SCENES or VAL_SCENES; ``root`` is
     passed on to :func:`load_fashion_mnist`."""
-    n = _check(split, n, size)
+    n = _check(split, n, size, seed)
     x, y, _ = _source(split, root)
     return scenes_from(x, y, split, n, size, seed)
 
@@ -248,7 +251,7 @@ def _read_cache(path: Path, n: int, size: int):
 def load_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed: int = 0,
                 root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`make_scenes`, but kept in ``cache_dir() / "scenes"`` after the first call."""
-    n = _check(split, n, size)
+    n = _check(split, n, size, seed)
     _, _, source_hash = _source(split, root)
     path = cache_path(split, n, size, seed, source_hash)
     if path.is_file():
@@ -257,14 +260,14 @@ def load_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed
             return cached
     images, masks = make_scenes(split, n, size, seed, root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # write beside the target, then rename: a reader never sees a half-written file
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images.numpy(), masks=masks.numpy())
+        with open(tmp, "wb") as f:
+            np.savez(f, images=images.numpy(), masks=masks.numpy())  # uncompressed: fast
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return images, masks
 

@@ -48,3 +48,84 @@ def gaussian_noise(x: torch.Tensor, gen: torch.Generator, std: float) -> torch.T
     if std <= 0:
         return x
     return x + std * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+
+
+# -- segmentation: paired geometric views and photometric strong views ---------------------------
+
+def paired_scale_crop_flip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+                           scale: tuple[float, float] = (0.5, 2.0), flip: bool = True,
+                           ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weak view of a segmentation batch: random rescale (factor drawn from ``scale``),
+    random crop back to the input size, random horizontal flip, applied to the images
+    (bilinear) and their label maps (nearest) with one sampling grid each, so the two stay
+    aligned. Where a zoomed-out image does not cover the crop, the image is 0 and the label
+    ``ignore_index``. ``x``: float (n, c, h, w); ``y``: integer (n, h, w)."""
+    n = x.shape[0]
+    s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=gen)
+    span = (1 - 1 / s).abs()  # how far the crop can move, in normalised coordinates
+    tx = (2 * torch.rand(n, generator=gen) - 1) * span
+    ty = (2 * torch.rand(n, generator=gen) - 1) * span
+    fx = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = fx / s, tx
+    theta[:, 1, 1], theta[:, 1, 2] = 1 / s, ty
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    x_out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    shifted = (y.to(x.dtype) + 1)[:, None]  # 0 after sampling = outside the image
+    y_out = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros",
+                          align_corners=False)[:, 0].round().long() - 1
+    y_out[y_out < 0] = ignore_index
+    return x_out, y_out
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def _per_sample(gen: torch.Generator, n: int, lo: float, hi: float, like: torch.Tensor):
+    return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(like.device, like.dtype).view(
+        n, 1, 1, 1)
+
+
+def strong_photometric(x: torch.Tensor, gen: torch.Generator, jitter: float = 0.5,
+                       hue: float = 0.25, p_jitter: float = 0.8, p_gray: float = 0.2,
+                       p_blur: float = 0.5, sigma: tuple[float, float] = (0.1, 2.0)) -> torch.Tensor:
+    """The strong view's photometric part, on RGB images in [0, 1] (n, 3, h, w), batched:
+    colour jitter (brightness, contrast, saturation by up to ``jitter``, hue by up to ``hue``
+    turns, in that fixed order) with probability ``p_jitter``, grayscale with ``p_gray``,
+    Gaussian blur with ``p_blur``. Geometry is untouched, so labels need no change."""
+    n = x.shape[0]
+    on = lambda p: (torch.rand(n, generator=gen) < p).to(x.device).view(n, 1, 1, 1)
+    j = on(p_jitter)
+    b = _per_sample(gen, n, 1 - jitter, 1 + jitter, x)
+    c = _per_sample(gen, n, 1 - jitter, 1 + jitter, x)
+    s = _per_sample(gen, n, 1 - jitter, 1 + jitter, x)
+    h = _per_sample(gen, n, -hue, hue, x) * 2 * torch.pi
+    out = (x * b).clamp(0, 1)
+    out = ((out - _gray(out).mean(dim=(2, 3), keepdim=True)) * c
+           + _gray(out).mean(dim=(2, 3), keepdim=True)).clamp(0, 1)
+    out = (_gray(out) + (out - _gray(out)) * s).clamp(0, 1)
+    # hue: rotate the chroma plane of YIQ
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                           [0.211, -0.523, 0.312]], device=x.device, dtype=x.dtype)
+    yiq = torch.einsum("ij,njhw->nihw", to_yiq, out)
+    cos, sin = h.cos()[:, 0], h.sin()[:, 0]
+    i_, q_ = yiq[:, 1:2], yiq[:, 2:3]
+    yiq = torch.cat([yiq[:, :1], cos[:, None] * i_ - sin[:, None] * q_,
+                     sin[:, None] * i_ + cos[:, None] * q_], 1)
+    out = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq).clamp(0, 1)
+    out = torch.where(j, out, x)
+    out = torch.where(on(p_gray), _gray(out).expand_as(out), out)
+    # Gaussian blur with a per-sample sigma: one separable depthwise convolution
+    sig = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(n, generator=gen)
+    r = int(3 * sigma[1])
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-(t[None] ** 2) / (2 * sig[:, None].to(x.dtype) ** 2))
+    k = (k / k.sum(1, keepdim=True)).to(x.device)  # (n, 2r+1)
+    c_ = out.shape[1]
+    kh = k.repeat_interleave(c_, 0).view(n * c_, 1, 1, -1)
+    flat = out.reshape(1, n * c_, *out.shape[2:])
+    flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode="reflect"), kh, groups=n * c_)
+    flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode="reflect"), kh.transpose(2, 3), groups=n * c_)
+    return torch.where(on(p_blur), flat.view_as(out), out)

@@ -54,7 +54,7 @@ class Config:
     nesterov: bool = True
     weight_decay: float = 0.0  # coupled (L2 in the gradient), for SGD recipes
     decoupled_wd: float = 0.0  # after each step, kernels *= 1 - decoupled_wd * lr (MixMatch)
-    lr_schedule: str = "constant"  # constant | cosine | mean_teacher
+    lr_schedule: str = "constant"  # constant | cosine | poly | mean_teacher
     ema_decay: float = 0.0  # engine-owned EMA of the model used for evaluation (0: none)
     # evaluation and bookkeeping
     eval_every: int = 100
@@ -84,17 +84,33 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# Engine sizes per profile. The method's recipe (``Method.recipe``) adds its own values.
-PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": dict(arch="wrn-10-1", steps=24, batch_l=16, batch_u=16, eval_every=12,
-                  eval_size=256, log_every=4, track_size=128),
-    # 10k steps: batch norm's running statistics (momentum 0.001) and the 0.999 weight EMA
-    # need several thousand steps to forget their initial values.
-    "full": dict(arch="wrn-28-2", steps=10000, batch_l=64, batch_u=64, eval_every=500,
-                 eval_size=0, log_every=50),
-    "paper": dict(arch="wrn-28-2", steps=2**20, batch_l=64, batch_u=64, eval_every=1024,
-                  eval_size=0, log_every=100, checkpoint_every=1024),
+# Engine sizes per task and profile. The method's recipe (``Method.recipe``) adds its own values.
+PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "classification": {
+        "smoke": dict(arch="wrn-10-1", steps=24, batch_l=16, batch_u=16, eval_every=12,
+                      eval_size=256, log_every=4, track_size=128),
+        # 10k steps: batch norm's running statistics (momentum 0.001) and the 0.999 weight EMA
+        # need several thousand steps to forget their initial values.
+        "full": dict(arch="wrn-28-2", steps=10000, batch_l=64, batch_u=64, eval_every=500,
+                     eval_size=0, log_every=50),
+        "paper": dict(arch="wrn-28-2", steps=2**20, batch_l=64, batch_u=64, eval_every=1024,
+                      eval_size=0, log_every=100, checkpoint_every=1024),
+    },
+    "segmentation": {
+        "smoke": dict(arch="unet-r18", steps=10, batch_l=4, batch_u=4, eval_every=5,
+                      eval_size=64, eval_batch=64, log_every=5, track_size=16),
+        "full": dict(arch="unet-r18", steps=4000, batch_l=16, batch_u=16, eval_every=250,
+                     eval_size=0, eval_batch=128, log_every=25, track_size=256),
+        "paper": dict(arch="deeplabv3plus-r101", steps=40000, batch_l=8, batch_u=8,
+                      eval_every=2000, eval_size=0, eval_batch=8, log_every=100,
+                      track_size=64, checkpoint_every=1000),
+    },
 }
+
+
+def _methods():
+    from .methods import METHODS
+    return METHODS
 
 
 def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, seed: int = 0,
@@ -110,13 +126,16 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     info = dataset_info(dataset)
     if not isinstance(labels, int) or labels <= 0:
         raise ConfigError(f"label count must be a positive integer, got {labels!r}")
-    if labels % info.num_classes:
+    if info.task == "classification" and labels % info.num_classes:
         raise ConfigError(f"label count {labels} is not divisible by the {info.num_classes} classes "
                           f"of {dataset}; choose a multiple of {info.num_classes}")
     if labels > info.train_size:
         raise ConfigError(f"label count {labels} is larger than the {info.train_size} training "
                           f"images of {dataset}")
-    values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
+    if not cls.supports(info.task):
+        raise ConfigError(f"method {method!r} has no {info.task} version; for {dataset} choose "
+                          f"one of: {', '.join(m for m, c in _methods().items() if c.supports(info.task))}")
+    values: dict[str, Any] = dict(PROFILE_DEFAULTS[info.task][profile])
     recipe = cls.recipe(profile, dataset)
     hparams = dict(recipe.pop("hparams", {}))
     values.update(recipe)
@@ -124,13 +143,16 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     values.update(overrides)
     cfg = Config(method=method, dataset=dataset, labels=labels, seed=seed, profile=profile,
                  hparams=hparams, **values)
-    from .models import ARCHS
+    from .models import ARCHS, SEGMENTATION_MODELS
     from .models.wrn import parse_wrn
-    if not cfg.arch.startswith("wrn-"):
+    if info.task == "segmentation":
+        choose("segmentation model", cfg.arch, SEGMENTATION_MODELS)
+    elif not cfg.arch.startswith("wrn-"):
         choose("architecture", cfg.arch, ARCHS)
-    parse_wrn(cfg.arch)
+    else:
+        parse_wrn(cfg.arch)
     choose("optimizer", cfg.optimizer, ("adam", "sgd"))
-    choose("lr schedule", cfg.lr_schedule, ("constant", "cosine", "mean_teacher"))
+    choose("lr schedule", cfg.lr_schedule, ("constant", "cosine", "poly", "mean_teacher"))
     if cfg.steps <= 0 or cfg.eval_every <= 0:
         raise ConfigError("steps and eval_every must be positive")
     return cfg

@@ -69,3 +69,17 @@ def fake_cifar(tmp_path_factory) -> Path:
 def tiny(fake_fashion):
     """Overrides that make a smoke-profile config train on the fake tree in a second or two."""
     return dict(data_root=str(fake_fashion), eval_size=0, track_size=64)
+
+
+@pytest.fixture
+def tiny_scenes(fake_fashion, monkeypatch):
+    """fashion-scenes from the fake Fashion-MNIST tree, 64 train and 32 val scenes."""
+    import semibook.data as data
+    from semibook.data.scenes import make_scenes
+
+    def load(root, download):
+        x_tr, y_tr = make_scenes("train", 64, root=str(fake_fashion))
+        x_te, y_te = make_scenes("val", 32, root=str(fake_fashion))
+        return (x_tr, y_tr.long(), x_te, y_te.long()), "tiny fake scenes"
+    monkeypatch.setitem(data._LOADERS, "fashion-scenes", load)
+    return dict(eval_size=0, track_size=8)

@@ -13,7 +13,8 @@ import torch
 from ..config import ConfigError, choose
 from .cifar import load_cifar10
 from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist
-from .sources import DataNotFoundError
+from .scenes import SCENE_CLASSES, TRAIN_SCENES, VAL_SCENES, load_scenes
+from .sources import DataNotFoundError, cache_dir
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class DatasetInfo:
     train_size: int
     classes: tuple[str, ...]
     pad_mode: str  # how the augmentation pads before its random crop
+    task: str = "classification"  # or "segmentation": labels are then H x W maps
+    ignore_index: int = 255  # segmentation: label of pixels that are not scored
 
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -32,9 +35,22 @@ CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 _INFO = {
     "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, 60000, FASHION_CLASSES, "constant"),
     "cifar10": DatasetInfo("cifar10", 10, 3, 32, 50000, CIFAR_CLASSES, "reflect"),
+    "fashion-scenes": DatasetInfo("fashion-scenes", len(SCENE_CLASSES), 3, 64, TRAIN_SCENES,
+                                  SCENE_CLASSES, "constant", task="segmentation"),
 }
 DATASETS = tuple(_INFO)
-_LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+
+def _load_scenes(root: str | None, download: bool | None):
+    if download is False:  # availability check: the scenes need only Fashion-MNIST
+        load_fashion_mnist(root, False)
+    x_tr, y_tr = load_scenes("train", TRAIN_SCENES, root=root)
+    x_te, y_te = load_scenes("val", VAL_SCENES, root=root)
+    return (x_tr, y_tr.long(), x_te, y_te.long()), f"generated from Fashion-MNIST ({cache_dir()})"
+
+
+_LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
+            "fashion-scenes": _load_scenes}
 
 
 @dataclass
@@ -55,17 +71,30 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, root: str | None = None, download: bool | None = None) -> ImageSet:
-    """Load a classification dataset, searching ``root``, ``$SEMIBOOK_DATA``, the system folder
+    """Load a dataset (labels are class ids, or label maps for segmentation), searching ``root``, ``$SEMIBOOK_DATA``, the system folder
     and finally torchvision's download (see :func:`semibook.data.sources.search`)."""
     info = dataset_info(name)
     (x_tr, y_tr, x_te, y_te), source = _LOADERS[name](root, download)
     if x_tr.shape[1:] != (info.in_channels, info.size, info.size):
         raise ConfigError(f"{source}: images have shape {tuple(x_tr.shape[1:])}, expected "
                           f"{(info.in_channels, info.size, info.size)}")
-    xf = x_tr.float().div_(255)
-    mean = tuple(xf.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(xf.std(dim=(0, 2, 3)).tolist())
+    mean, std = channel_stats(x_tr)
     return ImageSet(info, x_tr, y_tr, x_te, y_te, source, mean, std)
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], ...]:
+    """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1]; in chunks,
+    so large sets never exist as one float copy."""
+    s = torch.zeros(x.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    for i in range(0, len(x), chunk):
+        xf = x[i:i + chunk].double().div_(255)
+        s += xf.sum(dim=(0, 2, 3))
+        s2 += xf.pow(2).sum(dim=(0, 2, 3))
+    n = x.numel() / x.shape[1]
+    mean = s / n
+    std = ((s2 / n - mean ** 2) * n / (n - 1)).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def available(name: str, root: str | None = None) -> bool:

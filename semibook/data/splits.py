@@ -32,8 +32,16 @@ class Split:
 
 
 def make_split(y: torch.Tensor | np.ndarray, labels: int, seed: int, num_classes: int,
-               dataset: str = "") -> Split:
+               dataset: str = "", balanced: bool = True) -> Split:
+    """``balanced``: the same number of labels per class (classification); otherwise a plain
+    random subset of ``labels`` images (segmentation, whose images hold several classes)."""
     y = np.asarray(y)
+    if not balanced:
+        if not 0 < labels <= len(y):
+            raise ConfigError(f"label count {labels} must be in 1..{len(y)}")
+        labeled = np.sort(np.random.default_rng(seed).choice(len(y), size=labels, replace=False))
+        return Split(dataset, labels, seed, len(y), labeled,
+                     np.setdiff1d(np.arange(len(y)), labeled))
     if labels <= 0 or labels % num_classes:
         raise ConfigError(f"label count {labels} must be a positive multiple of {num_classes}")
     per_class = labels // num_classes
@@ -81,7 +89,7 @@ def read_split(path: Path, y: torch.Tensor | np.ndarray | None = None,
         if len(y) != train_size:
             raise ConfigError(f"{path}: written for {train_size} training images, the data has "
                               f"{len(y)}")
-        if num_classes:
+        if num_classes and np.asarray(y).ndim == 1:
             counts = np.bincount(np.asarray(y)[labeled], minlength=num_classes)
             if len(set(counts.tolist())) != 1:
                 raise ConfigError(f"{path}: not class-balanced (per-class counts {counts.tolist()})")
@@ -99,7 +107,7 @@ def load_or_make_split(dataset: str, y: torch.Tensor, labels: int, seed: int, nu
         if split.labels != labels:
             raise ConfigError(f"{path}: holds {split.labels} labels, expected {labels}")
         return split
-    split = make_split(y, labels, seed, num_classes, dataset)
+    split = make_split(y, labels, seed, num_classes, dataset, balanced=np.asarray(y).ndim == 1)
     write_split(split, path)
     return split
 

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import Config, ConfigError
 from ..data import ImageSet, load_dataset
 from ..data.splits import Split, load_or_make_split
-from ..data.transforms import normalize, pad_crop_flip
+from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
+from ..metrics import SegmentationMeter
 from ..methods import get_method_class
 from ..methods.base import Batch, DataSpec, SemiMethod
 from ..models import ema_update
@@ -48,7 +48,8 @@ class StepData:
 
     def __init__(self, data: ImageSet, split: Split, cfg: Config, device: torch.device):
         self.cfg, self.device, self.mean, self.std = cfg, device, data.mean, data.std
-        self.pad_mode = data.info.pad_mode
+        self.pad_mode, self.task = data.info.pad_mode, data.info.task
+        self.ignore_index = data.info.ignore_index
         lab = torch.as_tensor(split.labeled)
         unl = torch.as_tensor(split.unlabeled)
         self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
@@ -80,17 +81,31 @@ class StepData:
         return [normalize(pad_crop_flip(xf, gen, self.cfg.augment_pad, mode=self.pad_mode),
                           self.mean, self.std, scaled=True) for _ in range(k)]
 
+    def seg_views(self, x: torch.Tensor, y: torch.Tensor, k: int, gen: torch.Generator):
+        """k weak views (scale, crop, flip) of images in [0, 1] with their label maps."""
+        xf = x.float().div_(255)
+        pairs = [paired_scale_crop_flip(xf, y, gen, ignore_index=self.ignore_index)
+                 for _ in range(k)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
     def batch(self, step: int, views_l: int, views_u: int) -> Batch:
         gen = torch_generator(self.cfg.seed, step, "augment")
         il = self.indices(0, len(self.x_l), self.cfg.batch_l, step)
-        vl = self.views(self.x_l[il], views_l, gen)
-        vu, y_u = [], None
-        if views_u:
-            iu = self.indices(1, len(self.x_u), self.cfg.batch_u, step)
-            vu, y_u = self.views(self.x_u[iu], views_u, gen), self.y_u[iu]
-        return Batch(y_l=self.y_l[il], views_l=vl, views_u=vu,
+        iu = self.indices(1, len(self.x_u), self.cfg.batch_u, step) if views_u else None
+        ys_l = None
+        if self.task == "segmentation":
+            vl, ys_l = self.seg_views(self.x_l[il], self.y_l[il], views_l, gen)
+            y_l = ys_l[0]
+            vu, y_u = self.seg_views(self.x_u[iu], self.y_u[iu], views_u, gen) if views_u \
+                else ([], [None])
+            y_u = y_u[0]
+        else:
+            vl, y_l = self.views(self.x_l[il], views_l, gen), self.y_l[il]
+            vu, y_u = (self.views(self.x_u[iu], views_u, gen), self.y_u[iu]) if views_u \
+                else ([], None)
+        return Batch(y_l=y_l, views_l=vl, views_u=vu,
                      gen=torch_generator(self.cfg.seed, step, "method"),
-                     rng=numpy_rng(self.cfg.seed, step, "method"), y_u=y_u)
+                     rng=numpy_rng(self.cfg.seed, step, "method"), y_u=y_u, ys_l=ys_l)
 
 
 def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
@@ -100,18 +115,18 @@ def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x_uint8: torch.Tensor, mean, std, batch: int,
+def predict(model: nn.Module, x_uint8: torch.Tensor, prep, batch: int,
             device: torch.device) -> torch.Tensor:
-    """Softmax outputs of ``model`` in eval mode over uint8 images."""
+    """Predicted labels (class ids, or label maps) of ``model`` in eval mode over uint8
+    images; ``prep`` turns a uint8 batch into the model's input. Returned on the CPU."""
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(x_uint8), batch):
-        x = normalize(x_uint8[i:i + batch].to(device), mean, std)
         with _autocast(device):
-            out.append(F.softmax(model(x).float(), dim=1))
+            out.append(model(prep(x_uint8[i:i + batch].to(device))).argmax(1).cpu())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
 def _autocast(device: torch.device):
@@ -184,22 +199,46 @@ class Trainer:
     image_set: ImageSet
     device: torch.device
 
+    @property
+    def segmentation(self) -> bool:
+        return self.image_set.info.task == "segmentation"
+
+    @property
+    def metric(self) -> str:
+        """The reported metric: test accuracy, or mean IoU for segmentation."""
+        return "miou" if self.segmentation else "acc"
+
+    def prep(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        if self.segmentation:  # segmentation models normalise inside
+            return x_uint8.float().div_(255)
+        return normalize(x_uint8, self.image_set.mean, self.image_set.std)
+
+    def score(self, pred: torch.Tensor) -> dict[str, Any]:
+        if not self.segmentation:
+            return {"acc": (pred == self.test_y).float().mean().item()}
+        meter = SegmentationMeter(self.image_set.info.num_classes,
+                                  self.image_set.info.ignore_index)
+        meter.update(pred, self.test_y)
+        res = meter.compute()
+        return {"miou": res["miou"], "iou": res["iou"]}
+
     def evaluate(self, step: int) -> dict[str, Any]:
         cfg, out = self.cfg, {"kind": "eval", "step": step}
         names = list(self.method.eval_models())
         for i, (name, model) in enumerate(self.method.eval_models().items()):
-            p = predict(model, self.test_x, self.image_set.mean, self.image_set.std,
-                        cfg.eval_batch, self.device)
-            acc = (p.argmax(1).cpu() == self.test_y).float().mean().item()
-            out["acc" if i == 0 else f"acc_{name}"] = acc
+            scores = self.score(predict(model, self.test_x, self.prep, cfg.eval_batch,
+                                        self.device))
+            if i == 0:
+                out.update(scores)
+            else:
+                out[f"{self.metric}_{name}"] = scores[self.metric]
         out["eval_model"] = names[0]
         agree = {}
+        ignore = self.image_set.info.ignore_index if self.segmentation else None
         for pair, (a, b) in self.method.agreement_pairs().items():
-            pa = predict(a, self.track_x, self.image_set.mean, self.image_set.std, cfg.eval_batch,
-                         self.device).argmax(1).cpu()
-            pb = predict(b, self.track_x, self.image_set.mean, self.image_set.std, cfg.eval_batch,
-                         self.device).argmax(1).cpu()
-            agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes)
+            pa = predict(a, self.track_x, self.prep, cfg.eval_batch, self.device)
+            pb = predict(b, self.track_x, self.prep, cfg.eval_batch, self.device)
+            agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
         if agree:
             out["agreement"] = agree
         return out
@@ -217,8 +256,9 @@ def prepare(cfg: Config, device: torch.device | None = None) -> tuple[Trainer, S
     split = load_or_make_split(cfg.dataset, image_set.y_train, cfg.labels, cfg.seed,
                                info.num_classes)
     seed_everything(step_seed(cfg.seed, 0, "init"))
-    method = get_method_class(cfg.method)(cfg, DataSpec(info.num_classes, info.in_channels,
-                                                        info.classes)).to(device)
+    spec = DataSpec(info.num_classes, info.in_channels, info.classes, info.task,
+                    image_set.mean, image_set.std, info.ignore_index)
+    method = get_method_class(cfg.method)(cfg, spec).to(device)
     data = StepData(image_set, split, cfg, device)
     ti = _fixed_subset(len(image_set.y_test), cfg.eval_size, salt=2024)
     ki = _fixed_subset(len(split.unlabeled), cfg.track_size, salt=2025)
@@ -331,9 +371,10 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
                 row["elapsed_s"] = round(elapsed_before + time.time() - t0, 2)
                 hist.write(json.dumps(row) + "\n")
                 hist.flush()
-                bar.line(f"step {done:>7}/{cfg.steps}  acc {row['acc']:.4f}  "
+                key = trainer.metric
+                bar.line(f"step {done:>7}/{cfg.steps}  {key} {row[key]:.4f}  "
                          + "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                     if k.startswith("acc_"))
+                                     if k.startswith(key + "_"))
                          + f"  ({row['elapsed_s']:.0f} s)")
                 checkpoint(done)
             elif cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
@@ -344,15 +385,16 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     finished = bool(history) and any(r["kind"] == "eval" and r["step"] == cfg.steps
                                      for r in history)
     results = make_results(cfg, history, split, device, started_at,
-                           elapsed_before + time.time() - t0, finished)
+                           elapsed_before + time.time() - t0, finished, trainer.metric)
     (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
 
 
 def make_results(cfg: Config, history: list[dict], split: Split, device: torch.device,
-                 started_at: str, elapsed: float, finished: bool) -> dict[str, Any]:
+                 started_at: str, elapsed: float, finished: bool,
+                 metric: str = "acc") -> dict[str, Any]:
     evals = [r for r in history if r["kind"] == "eval"]
-    best = max(evals, key=lambda r: r["acc"]) if evals else None
+    best = max(evals, key=lambda r: r[metric]) if evals else None
     from ..config import make_config
     default = make_config(cfg.method, cfg.dataset, cfg.labels, cfg.seed, cfg.profile).to_dict()
     overrides = {k: v for k, v in cfg.to_dict().items() if default.get(k) != v}
@@ -365,9 +407,10 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
         "split_sha256": split.sha256, **_git_commit(), "device": device_name(device),
         "versions": _versions(), "started_at": started_at, "elapsed_s": round(elapsed, 1),
         "history": history,
-        "last": {k: evals[-1][k] for k in evals[-1] if k.startswith("acc")} | {
+        "metric": metric,
+        "last": {k: evals[-1][k] for k in evals[-1] if k.startswith(metric)} | {
             "step": evals[-1]["step"]} if evals else None,
-        "best": {"acc": best["acc"], "step": best["step"]} if best else None,
+        "best": {metric: best[metric], "step": best["step"]} if best else None,
     }
 
 

@@ -36,6 +36,8 @@ def frac_steps(cfg, key: str) -> int:
 def lr_factor(cfg, step: int) -> float:
     if cfg.lr_schedule == "constant":
         return 1.0
+    if cfg.lr_schedule == "poly":  # DeepLab's (1 - t/T)^0.9
+        return (1 - step / cfg.steps) ** 0.9
     if cfg.lr_schedule == "cosine":  # FixMatch-style cos(7πk/16K)
         return math.cos(7 * math.pi * step / (16 * cfg.steps))
     if cfg.lr_schedule == "mean_teacher":

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..models import create_model, ema_copy
+from ..models.segmentation import normalized_segmentation_model
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Batch:
     gen: torch.Generator
     rng: np.random.Generator
     y_u: torch.Tensor | None = None  # hidden labels: analysis only, never used in training
+    ys_l: list[torch.Tensor] | None = None  # segmentation: the label map of each labeled view
 
     @property
     def x_l(self) -> torch.Tensor:
@@ -47,6 +49,10 @@ class DataSpec:
     num_classes: int
     in_channels: int
     classes: tuple[str, ...] = field(default_factory=tuple)
+    task: str = "classification"
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    ignore_index: int = 255
 
 
 class SemiMethod(nn.Module):
@@ -62,10 +68,24 @@ class SemiMethod(nn.Module):
         super().__init__()
         self.cfg, self.spec = cfg, spec
         self.hp: dict[str, Any] = dict(cfg.hparams)
-        self.model = create_model(cfg.arch, spec.num_classes, spec.in_channels)
+        self.model = self.build_model()
         self.ema_model = ema_copy(self.model) if cfg.ema_decay > 0 else None
 
+    def build_model(self, **kw) -> nn.Module:
+        """A fresh network of the configured architecture (methods with two networks, like CPS,
+        call it twice). Segmentation models take [0, 1] images and normalise inside."""
+        if self.spec.task == "segmentation":
+            return normalized_segmentation_model(self.cfg.arch, self.spec.num_classes,
+                                                 self.spec.mean, self.spec.std, **kw)
+        return create_model(self.cfg.arch, self.spec.num_classes, self.spec.in_channels)
+
     # -- the contract -------------------------------------------------------------------------
+    tasks: tuple[str, ...] = ("classification",)
+
+    @classmethod
+    def supports(cls, task: str) -> bool:
+        return task in cls.tasks
+
     @classmethod
     def recipe(cls, profile: str, dataset: str) -> dict[str, Any]:
         """Config values of this method's paper recipe for a profile (``hparams`` nested)."""

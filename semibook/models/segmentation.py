@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from ..config import ConfigError, choose
@@ -42,3 +43,22 @@ def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
                                 in_channels=in_channels, classes=num_classes, **spec)
     except KeyError as e:  # smp lists the valid names in its message
         raise ConfigError(str(e).strip("'\"")[:300]) from None
+
+
+class Normalize(nn.Module):
+    """Standardise [0, 1] images per channel inside the model, so that augmentations (and
+    readers) work on plain colours."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def normalized_segmentation_model(name: str, num_classes: int, mean, std, **kw) -> nn.Module:
+    """A preset behind a :class:`Normalize` layer: it takes images in [0, 1]."""
+    return nn.Sequential(Normalize(mean, std),
+                         create_segmentation_model(name, num_classes, len(mean), **kw))

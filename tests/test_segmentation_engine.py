@@ -52,3 +52,47 @@ def test_segmentation_run_reports_miou_and_resumes_bit_exact(tiny_scenes, tmp_pa
 def test_classification_only_methods_refuse_segmentation(tiny_scenes):
     with pytest.raises(sb.ConfigError, match="no segmentation version.*supervised"):
         seg_cfg("mixmatch", tiny_scenes)
+
+
+@pytest.mark.parametrize("name", ["cps", "cps_cutmix"])
+def test_cps_trains_both_networks_from_each_others_pseudo_labels(name, tiny_scenes):
+    cfg = seg_cfg(name, tiny_scenes)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method.train()
+    # differently initialised networks
+    assert not torch.equal(next(m.model.parameters()), next(m.model2.parameters()))
+    batch = tr.data.batch(0, m.views_l, m.views_u)
+    loss, logs = m.training_step(batch, 0)
+    assert torch.isfinite(loss) and logs["loss_cps"] > 0
+    loss.backward()
+    for net in (m.model, m.model2):
+        assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    # λ = 0 leaves only the supervised gradient: the cross term must change it
+    g_with = [p.grad.clone() for p in m.model.parameters()]
+    m.zero_grad(set_to_none=True)
+    m.hp["lambda_cps"] = 0.0
+    m.training_step(batch, 0)[0].backward()
+    assert any(not torch.allclose(a, p.grad) for a, p in zip(g_with, m.model.parameters()))
+
+
+def test_cps_pseudo_labels_carry_no_gradient(tiny_scenes, monkeypatch):
+    import semibook.methods.cps as cps
+    targets = []
+    orig = cps.CPS.ce
+
+    def spy(self, logits, target):
+        targets.append(target)
+        return orig(self, logits, target)
+    monkeypatch.setattr(cps.CPS, "ce", spy)
+    cfg = seg_cfg("cps", tiny_scenes)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    tr.method.training_step(tr.data.batch(0, 1, 1), 0)
+    assert len(targets) == 4 and all(not t.requires_grad and t.dtype == torch.long for t in targets)
+
+
+def test_cps_run_tracks_agreement_of_the_two_networks(tiny_scenes, tmp_path):
+    res = fit(seg_cfg("cps", tiny_scenes), tmp_path / "cps", progress=False, device="cpu")
+    ag = [r for r in res["history"] if r["kind"] == "eval"][-1]["agreement"]["net1-vs-net2"]
+    assert ag["agree_correct"] + ag["agree_wrong"] + ag["disagree"] == pytest.approx(1.0)
+    assert ag["n"] == 8 * 64 * 64  # every pixel of the tracked images
+    assert "miou_net2" in res["history"][-1]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ..config import choose
 from .base import Batch, DataSpec, SemiMethod
+from .cps import CPS, CPSCutMix
 from .mean_teacher import MeanTeacher
 from .mixmatch import MixMatch
 from .supervised import Supervised
 
 METHODS: dict[str, type[SemiMethod]] = {
-    cls.name: cls for cls in (Supervised, MixMatch, MeanTeacher)
+    cls.name: cls for cls in (Supervised, MixMatch, MeanTeacher, CPS, CPSCutMix)
 }
 
 

@@ -1,0 +1,83 @@
+"""Cross Pseudo Supervision (Chen et al., CVPR 2021). Chapter: book/04_cps.ipynb (to come).
+
+Two networks of one architecture, initialised differently, learn from each other:
+  1. each network's cross-entropy on the labeled images;
+  2. each network's hard pseudo labels (argmax, made without gradient) are the other network's
+     cross-entropy targets on the unlabeled pixels;
+  loss = L_sup + λ · L_cps. Inference uses one network (the first).
+CutMix variant (``cps_cutmix``): pseudo labels are made on the unmixed unlabeled images, mixed
+with the same boxes as the images, and the networks are trained on the mixed images.
+As in the official code, the plain variant applies the cross supervision to the labeled
+images too; the CutMix variant to the mixed unlabeled images only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.mixing import cutmix_boxes, mix_with_mask
+from .base import SemiMethod
+from .supervised import segmentation_recipe
+
+
+class CPS(SemiMethod):
+    name = "cps"
+    tasks = ("segmentation",)
+    views_l, views_u = 1, 1
+    cutmix = False
+
+    @classmethod
+    def recipe(cls, profile, dataset):
+        return segmentation_recipe(profile) | {"hparams": dict(lambda_cps=1.5)}
+
+    def __init__(self, cfg, spec):
+        super().__init__(cfg, spec)
+        self.model2 = self.build_model()  # a second draw of the initial weights
+
+    def ce(self, logits, target):
+        return F.cross_entropy(logits.float(), target, ignore_index=self.spec.ignore_index)
+
+    def training_step(self, batch, step):
+        x_l, y_l, x_u = batch.x_l, batch.y_l, batch.x_u
+        if self.cutmix:
+            with torch.no_grad():  # pseudo labels from the unmixed images
+                y1_u = self.model(x_u).argmax(1)
+                y2_u = self.model2(x_u).argmax(1)
+            n, _, h, w = x_u.shape
+            perm = torch.randperm(n, generator=batch.gen).to(x_u.device)
+            mask = cutmix_boxes(n, h, w, batch.gen).to(x_u.device)
+            x_in = mix_with_mask(mask, x_u[perm], x_u)
+            y1 = mix_with_mask(mask, y1_u[perm], y1_u)
+            y2 = mix_with_mask(mask, y2_u[perm], y2_u)
+            n_l = 0
+            x_all = torch.cat([x_l, x_in])
+        else:
+            n_l, x_all = len(x_l), torch.cat([x_l, x_u])
+        logits1, logits2 = self.model(x_all), self.model2(x_all)
+        loss_sup = self.ce(logits1[:len(x_l)], y_l) + self.ce(logits2[:len(x_l)], y_l)
+        if not self.cutmix:  # cross supervision on labeled and unlabeled images
+            with torch.no_grad():
+                y1, y2 = logits1.argmax(1), logits2.argmax(1)
+        start = len(x_l) - n_l
+        loss_cps = self.ce(logits1[start:], y2) + self.ce(logits2[start:], y1)
+        loss = loss_sup + self.hp["lambda_cps"] * loss_cps
+        return loss, {"loss_sup": loss_sup.detach(), "loss_cps": loss_cps.detach()}
+
+    def trainable_parameters(self):
+        return [p for m in (self.model, self.model2) for p in m.parameters() if p.requires_grad]
+
+    def eval_models(self):
+        return {"net1": self.model, "net2": self.model2}
+
+    def agreement_pairs(self):
+        return {"net1-vs-net2": (self.model, self.model2)}
+
+
+class CPSCutMix(CPS):
+    name = "cps_cutmix"
+    cutmix = True
+
+    @classmethod
+    def recipe(cls, profile, dataset):
+        return segmentation_recipe(profile) | {"hparams": dict(lambda_cps=1.0)}

@@ -96,3 +96,20 @@ def test_cps_run_tracks_agreement_of_the_two_networks(tiny_scenes, tmp_path):
     assert ag["agree_correct"] + ag["agree_wrong"] + ag["disagree"] == pytest.approx(1.0)
     assert ag["n"] == 8 * 64 * 64  # every pixel of the tracked images
     assert "miou_net2" in res["history"][-1]
+
+
+def test_mean_teacher_segmentation_student_learns_teacher_does_not(tiny_scenes):
+    cfg = seg_cfg("mean_teacher", tiny_scenes, steps=10)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method.train()
+    assert m.views_l == m.views_u == 1 and m.ema_pairs(0)[0][2] == 0.99 == m.ema_pairs(9)[0][2]
+    batch = tr.data.batch(9, 1, 1)
+    loss, logs = m.training_step(batch, 9)
+    loss.backward()
+    assert torch.isfinite(loss) and logs["loss_cons"] > 0
+    assert all(p.grad is None for p in m.teacher.parameters())
+    g = [p.grad.clone() for p in m.model.parameters()]
+    m.zero_grad(set_to_none=True)
+    m.hp["consistency"] = 0.0
+    m.training_step(batch, 9)[0].backward()
+    assert any(not torch.allclose(a, p.grad) for a, p in zip(g, m.model.parameters()))

@@ -304,6 +304,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     decay = [p for p in method.trainable_parameters() if p.ndim > 1]  # conv and dense kernels
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
     start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
+    code = _git_commit()  # the code this run starts from (kept across resumes)
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.method)
         if state["config"] != cfg.to_dict():
@@ -311,6 +312,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
         method.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
         start, elapsed_before, started_at = state["step"], state["elapsed_s"], state["started_at"]
+        code = state.get("code", code)
         if hist_path.exists():  # drop what was logged after the checkpoint
             lines = [ln for ln in hist_path.read_text().splitlines()
                      if ln and json.loads(ln)["step"] <= start]
@@ -322,7 +324,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
         save_checkpoint(ckpt_path, {"step": step, "config": cfg.to_dict(),
                                     "method": method.state_dict(), "optimizer": opt.state_dict(),
                                     "elapsed_s": elapsed_before + time.time() - t0,
-                                    "started_at": started_at})
+                                    "started_at": started_at, "code": code})
 
     t0 = time.time()
     bar = Progress(cfg.steps, start, progress)
@@ -385,14 +387,14 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     finished = bool(history) and any(r["kind"] == "eval" and r["step"] == cfg.steps
                                      for r in history)
     results = make_results(cfg, history, split, device, started_at,
-                           elapsed_before + time.time() - t0, finished, trainer.metric)
+                           elapsed_before + time.time() - t0, finished, trainer.metric, code)
     (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
 
 
 def make_results(cfg: Config, history: list[dict], split: Split, device: torch.device,
                  started_at: str, elapsed: float, finished: bool,
-                 metric: str = "acc") -> dict[str, Any]:
+                 metric: str = "acc", code: dict[str, Any] | None = None) -> dict[str, Any]:
     evals = [r for r in history if r["kind"] == "eval"]
     best = max(evals, key=lambda r: r[metric]) if evals else None
     from ..config import make_config
@@ -404,7 +406,7 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
         "config": cfg.to_dict(),
         "split_file": str(split.path.relative_to(ROOT)) if split.path and
         split.path.is_relative_to(ROOT) else str(split.path),
-        "split_sha256": split.sha256, **_git_commit(), "device": device_name(device),
+        "split_sha256": split.sha256, **(code or _git_commit()), "device": device_name(device),
         "versions": _versions(), "started_at": started_at, "elapsed_s": round(elapsed, 1),
         "history": history,
         "metric": metric,

@@ -10,6 +10,12 @@ Per step:
      student, with decay 0.99 during the ramp-up and 0.999 after (official TensorFlow code).
 The teacher is the evaluated model. Adam's learning rate follows the official sigmoid ramp-up
 and ramp-down (engine schedule ``mean_teacher``).
+
+Segmentation (the paper has none; this follows common practice, e.g. in the CPS and UniMatch
+comparisons): the teacher sees the weak view of each unlabeled image and the student a strong
+photometric view of the same crop, so their pixels correspond; the consistency is the squared
+error between their softmax maps on the unlabeled pixels; EMA decay 0.99 throughout; the SGD
+and poly schedule of the other segmentation methods.
 """
 
 from __future__ import annotations
@@ -17,19 +23,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import gaussian_noise
+from ..data.transforms import gaussian_noise, strong_photometric
 from ..engine.schedules import frac_steps, sigmoid_rampup
 from ..losses import softmax_mse
 from ..models import ema_copy, frozen_bn_stats
 from .base import SemiMethod
+from .supervised import segmentation_recipe
 
 
 class MeanTeacher(SemiMethod):
     name = "mean_teacher"
     views_l, views_u = 2, 2
+    tasks = ("classification", "segmentation")
 
     @classmethod
     def recipe(cls, profile, dataset):
+        from ..data import dataset_info
+        if dataset_info(dataset).task == "segmentation":
+            # our choice of weight (mean over classes of the squared error, as in classification)
+            return segmentation_recipe(profile) | {"hparams": dict(
+                consistency=10.0, rampup_frac=40 / 150, ema_rampup=0.99, ema_after=0.99)}
         # Official TF code: 150k steps, ramp-up 40k, ramp-down 25k: same fractions in shorter runs.
         r = dict(optimizer="adam", lr=0.003, lr_schedule="mean_teacher", ema_decay=0.0,
                  hparams=dict(consistency=100.0, rampup_frac=40 / 150, rampdown_frac=25 / 150,
@@ -42,8 +55,12 @@ class MeanTeacher(SemiMethod):
         super().__init__(cfg, spec)
         self.teacher = ema_copy(self.model)
         self.rampup_steps = frac_steps(cfg, "rampup_frac")
+        if spec.task == "segmentation":
+            self.views_l = self.views_u = 1  # one crop; the student's view differs in colour only
 
     def training_step(self, batch, step):
+        if self.spec.task == "segmentation":
+            return self.segmentation_step(batch, step)
         hp, B = self.hp, batch.x_l.shape[0]
         x_student = torch.cat([batch.views_l[0], batch.views_u[0]])
         x_teacher = torch.cat([batch.views_l[1], batch.views_u[1]])
@@ -60,6 +77,20 @@ class MeanTeacher(SemiMethod):
         loss = loss_sup + w * loss_cons
         return loss, {"loss_sup": loss_sup.detach(), "loss_cons": loss_cons.detach(),
                       "w_cons": w}
+
+    def segmentation_step(self, batch, step):
+        x_u_w = batch.x_u
+        x_u_s = strong_photometric(x_u_w, batch.gen)
+        logits = self.model(torch.cat([batch.x_l, x_u_s]))
+        with torch.no_grad(), frozen_bn_stats(self.teacher):
+            p_t = F.softmax(self.teacher(x_u_w).float(), dim=1)
+        B = batch.x_l.shape[0]
+        loss_sup = F.cross_entropy(logits[:B].float(), batch.y_l,
+                                   ignore_index=self.spec.ignore_index)
+        loss_cons = softmax_mse(logits[B:], p_t)
+        w = self.hp["consistency"] * sigmoid_rampup(step, self.rampup_steps)
+        return loss_sup + w * loss_cons, {"loss_sup": loss_sup.detach(),
+                                          "loss_cons": loss_cons.detach(), "w_cons": w}
 
     def ema_pairs(self, step):
         hp = self.hp

@@ -113,3 +113,53 @@ def test_mean_teacher_segmentation_student_learns_teacher_does_not(tiny_scenes):
     m.hp["consistency"] = 0.0
     m.training_step(batch, 9)[0].backward()
     assert any(not torch.allclose(a, p.grad) for a, p in zip(g, m.model.parameters()))
+
+
+def test_adversarial_network_step_never_trains_the_discriminator(tiny_scenes):
+    cfg = seg_cfg("adversarial", tiny_scenes, steps=8)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method.train()
+    batch = tr.data.batch(5, 1, 1)
+    loss, logs = m.training_step(batch, 5)
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= float(logs["conf_share"]) <= 1
+    assert all(p.grad is None for p in m.D.parameters())
+    assert all(p.grad is not None for p in m.model.parameters())
+    # the discriminator's own step changes D and nothing else
+    g_before = {k: v.clone() for k, v in m.model.state_dict().items()}
+    d_before = [p.clone() for p in m.D.parameters()]
+    out = m.after_step(5)
+    assert torch.isfinite(out["loss_d"])
+    assert all(torch.equal(v, m.model.state_dict()[k]) for k, v in g_before.items())
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, m.D.parameters()))
+
+
+def test_adversarial_masked_ce_starts_at_semi_start(tiny_scenes):
+    cfg = seg_cfg("adversarial", tiny_scenes, steps=8, hparams={"T_semi": 0.0})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method.train()
+    assert m.semi_start == 2
+    grads = {}
+    for step in (1, 2):
+        for lam in (0.0, 0.1):
+            m.zero_grad(set_to_none=True)
+            m.hp["lambda_semi"] = lam
+            m.training_step(tr.data.batch(step, 1, 1), step)[0].backward()
+            grads[step, lam] = [p.grad.clone() for p in m.model.parameters()]
+    same = lambda a, b: all(torch.allclose(x, y) for x, y in zip(a, b))
+    assert same(grads[1, 0.0], grads[1, 0.1])  # before semi_start the weight plays no part
+    assert not same(grads[2, 0.0], grads[2, 0.1])
+
+
+def test_adversarial_resume_restores_the_discriminator_optimizer(tiny_scenes, tmp_path):
+    cfg = seg_cfg("adversarial", tiny_scenes)
+    fit(cfg, tmp_path / "whole", progress=False, device="cpu")
+    fit(cfg, tmp_path / "parts", progress=False, device="cpu", stop_after=3)
+    fit(cfg, tmp_path / "parts", resume=True, progress=False, device="cpu")
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "parts" / "checkpoint.pt")
+    assert all(torch.equal(v, b["method"][k]) for k, v in a["method"].items())
+    da, db = a["extra_optimizers"]["discriminator"], b["extra_optimizers"]["discriminator"]
+    assert da["param_groups"][0]["lr"] == db["param_groups"][0]["lr"] < 1e-4  # poly-decayed
+    for sa, sb_ in zip(da["state"].values(), db["state"].values()):
+        assert all(torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb_[k])) for k in sa)

@@ -311,6 +311,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
             raise ConfigError(f"{ckpt_path}: checkpoint of a different config")
         method.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
+        for name, o in method.extra_optimizers().items():
+            o.load_state_dict(state["extra_optimizers"][name])
         start, elapsed_before, started_at = state["step"], state["elapsed_s"], state["started_at"]
         code = state.get("code", code)
         if hist_path.exists():  # drop what was logged after the checkpoint
@@ -323,6 +325,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {"step": step, "config": cfg.to_dict(),
                                     "method": method.state_dict(), "optimizer": opt.state_dict(),
+                                    "extra_optimizers": {k: o.state_dict() for k, o in
+                                                         method.extra_optimizers().items()},
                                     "elapsed_s": elapsed_before + time.time() - t0,
                                     "started_at": started_at, "code": code})
 
@@ -338,7 +342,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
             if stop_after is not None and step - start >= stop_after:
                 break
             torch.manual_seed(step_seed(cfg.seed, step, "global"))
-            lr = set_step_hparams(opt, cfg, step)
+            lr = set_step_hparams(opt, cfg, step, method.extra_optimizers().values())
             batch = data.batch(step, method.views_l, method.views_u)
             method.train()
             with _autocast(device):
@@ -355,7 +359,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
                     torch._foreach_mul_(decay, 1.0 - cfg.decoupled_wd * lr)
             for avg, src, d in method.ema_pairs(step):
                 ema_update(avg, src, d)
-            logs = {"loss": loss.detach(), **logs}
+            logs = {"loss": loss.detach(), **logs, **method.after_step(step)}
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float32).detach()
             count += 1

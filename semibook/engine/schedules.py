@@ -46,9 +46,14 @@ def lr_factor(cfg, step: int) -> float:
     raise ValueError(cfg.lr_schedule)
 
 
-def set_step_hparams(optimizer, cfg, step: int) -> float:
-    """Set this step's learning rate (and Mean Teacher's Adam betas); return the lr."""
-    lr = cfg.lr * lr_factor(cfg, step)
+def set_step_hparams(optimizer, cfg, step: int, extra=()) -> float:
+    """Set this step's learning rate (and Mean Teacher's Adam betas); return the lr. Extra
+    optimizers (a discriminator's) follow the same schedule from their own base rate."""
+    factor = lr_factor(cfg, step)
+    for o in extra:
+        for g in o.param_groups:
+            g["lr"] = g.setdefault("base_lr", g["lr"]) * factor
+    lr = cfg.lr * factor
     for g in optimizer.param_groups:
         g["lr"] = lr
         if cfg.lr_schedule == "mean_teacher" and "betas" in g:

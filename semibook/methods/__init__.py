@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import choose
+from .adversarial import Adversarial
 from .base import Batch, DataSpec, SemiMethod
 from .cps import CPS, CPSCutMix
 from .mean_teacher import MeanTeacher
@@ -10,7 +11,8 @@ from .mixmatch import MixMatch
 from .supervised import Supervised
 
 METHODS: dict[str, type[SemiMethod]] = {
-    cls.name: cls for cls in (Supervised, MixMatch, MeanTeacher, CPS, CPSCutMix)
+    cls.name: cls for cls in (Supervised, MixMatch, MeanTeacher, Adversarial, CPS,
+                                      CPSCutMix)
 }
 
 

@@ -98,6 +98,16 @@ class SemiMethod(nn.Module):
         """(average, source, decay) triples the engine updates after each optimizer step."""
         return [(self.ema_model, self.model, self.cfg.ema_decay)] if self.ema_model else []
 
+    def after_step(self, step: int) -> dict[str, Any]:
+        """Called by the engine after the optimizer step and the EMA updates; a method with a
+        second player (a discriminator) updates it here. Returns terms to log."""
+        return {}
+
+    def extra_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimizers the method owns besides the engine's; the engine checkpoints them and
+        applies the run's learning-rate schedule to them."""
+        return {}
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 

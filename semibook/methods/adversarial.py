@@ -1,0 +1,87 @@
+"""Adversarial semi-supervised segmentation (Hung et al., BMVC 2018).
+Chapter: book/03_adversarial.ipynb (to come).
+
+A fully convolutional discriminator D learns to tell the segmentation network's softmax maps
+from one-hot ground-truth maps (labeled batches only). Per step:
+  1. segmentation network, D frozen:
+     L = CE(labeled) + λ_adv · BCE(D(p_l), real) + λ_adv_u · BCE(D(p_u), real)
+         + λ_semi · masked CE(unlabeled, argmax), on the unlabeled pixels where
+           sigmoid(D(p_u)) > T_semi, from step semi_start on;
+  2. then D (its own Adam), on the same step's labeled predictions (detached) as fake and
+     the one-hot labels as real, ignored pixels left out.
+Paper values: λ_adv 0.01 (labeled) and 0.001 (unlabeled), λ_semi 0.1, T_semi 0.2, the masked
+CE from iteration 5,000 of 20,000 (1/4 of training here, in every profile); D: Adam 1e-4,
+β = (0.9, 0.99), with the same poly decay as the network.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import masked_bce_with_logits, masked_cross_entropy
+from ..models import FCDiscriminator
+from .base import SemiMethod
+from .supervised import segmentation_recipe
+
+
+class Adversarial(SemiMethod):
+    name = "adversarial"
+    tasks = ("segmentation",)
+    views_l, views_u = 1, 1
+
+    @classmethod
+    def recipe(cls, profile, dataset):
+        return segmentation_recipe(profile) | {"hparams": dict(
+            lambda_adv=0.01, lambda_adv_u=0.001, lambda_semi=0.1, T_semi=0.2, semi_start_frac=0.25,
+            lr_d=1e-4)}
+
+    def __init__(self, cfg, spec):
+        super().__init__(cfg, spec)
+        self.D = FCDiscriminator(spec.num_classes)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.hp["lr_d"], betas=(0.9, 0.99))
+        self.semi_start = round(cfg.steps * self.hp["semi_start_frac"])
+        self._fake = None
+
+    def training_step(self, batch, step):
+        hp, B, ignore = self.hp, batch.x_l.shape[0], self.spec.ignore_index
+        self.D.requires_grad_(False)  # the network's step must not train D
+        logits = self.model(torch.cat([batch.x_l, batch.x_u]))
+        logits_l, logits_u = logits[:B], logits[B:]
+        p_l, p_u = F.softmax(logits_l.float(), 1), F.softmax(logits_u.float(), 1)
+        valid_l = (batch.y_l != ignore)[:, None]
+
+        loss_ce = F.cross_entropy(logits_l.float(), batch.y_l, ignore_index=ignore)
+        loss_adv = masked_bce_with_logits(self.D(p_l), 1.0, valid_l)
+        d_u = self.D(p_u)
+        loss_adv_u = masked_bce_with_logits(d_u, 1.0)
+        loss = loss_ce + hp["lambda_adv"] * loss_adv + hp["lambda_adv_u"] * loss_adv_u
+
+        with torch.no_grad():
+            conf = torch.sigmoid(d_u.float())[:, 0]
+            mask = conf > hp["T_semi"]
+            y_pseudo = logits_u.argmax(1)
+        loss_semi = masked_cross_entropy(logits_u, y_pseudo, mask)
+        if step >= self.semi_start:
+            loss = loss + hp["lambda_semi"] * loss_semi
+        self._fake = (p_l.detach(), batch.y_l)
+        return loss, {"loss_ce": loss_ce.detach(), "loss_adv": loss_adv.detach(),
+                      "loss_semi": loss_semi.detach(), "conf_share": mask.float().mean()}
+
+    def after_step(self, step):
+        """D's step: the network's labeled softmax maps are fake, the one-hot labels real."""
+        p_l, y_l = self._fake
+        self._fake = None
+        self.D.requires_grad_(True)
+        valid = (y_l != self.spec.ignore_index)[:, None]
+        real = F.one_hot(y_l.clamp(max=self.spec.num_classes - 1),
+                         self.spec.num_classes).permute(0, 3, 1, 2).float() * valid
+        loss_d = (masked_bce_with_logits(self.D(p_l), 0.0, valid)
+                  + masked_bce_with_logits(self.D(real), 1.0, valid)) / 2
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        return {"loss_d": loss_d.detach()}
+
+    def extra_optimizers(self):
+        return {"discriminator": self.opt_d}

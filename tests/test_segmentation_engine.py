@@ -163,3 +163,50 @@ def test_adversarial_resume_restores_the_discriminator_optimizer(tiny_scenes, tm
     assert da["param_groups"][0]["lr"] == db["param_groups"][0]["lr"] < 1e-4  # poly-decayed
     for sa, sb_ in zip(da["state"].values(), db["state"].values()):
         assert all(torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb_[k])) for k in sa)
+
+
+def test_dual_teacher_augmentation_never_repeats_between_turns():
+    from semibook.methods.dual_teacher import augmentation_schedule
+    two = augmentation_schedule(50, 0)
+    assert two[0] == "cutmix" and all(a != b for a, b in zip(two, two[1:]))
+    three = augmentation_schedule(200, 1, pool=("a", "b", "c"))
+    assert all(a != b for a, b in zip(three, three[1:])) and set(three) == {"a", "b", "c"}
+    assert augmentation_schedule(30, 1, ("a", "b", "c")) == three[:30]  # seeded per turn
+
+
+def test_dual_teacher_turns_reset_and_update_only_the_active_teacher(tiny_scenes):
+    cfg = seg_cfg("dual_teacher", tiny_scenes, steps=8, hparams={"turn_steps": 2})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method
+    assert [m.turn(s)[0] % 2 for s in range(8)] == [0, 0, 1, 1, 0, 0, 1, 1]
+    assert sum(type(x).__name__ == "DropPath" for x in m.model.modules()) > 0
+    opt = torch.optim.SGD(m.trainable_parameters(), lr=0.01)
+    state = lambda net: {k: v.clone() for k, v in net.state_dict().items()}
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)
+    for step in range(4):
+        m.train()
+        before = [state(t) for t in m.teachers]
+        student_before = state(m.model)
+        loss, logs = m.training_step(tr.data.batch(step, 1, 1), step)
+        active = m.turn(step)[0] % 2
+        if m.turn(step)[1] == 0:  # reset: the active teacher is the student at the turn's start
+            assert same(state(m.teachers[active]), student_before)
+        assert same(state(m.teachers[1 - active]), before[1 - active])  # the other is untouched
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for t in m.teachers for p in t.parameters())
+        assert all(p.grad is not None for p in m.model.parameters())
+        opt.step()
+        for avg, src, d in m.ema_pairs(step):
+            assert avg is m.teachers[active] and d == min(1 - 1 / (m.turn(step)[1] + 1), 0.99)
+        assert logs["teacher"] == float(active)
+        assert logs["classmix"] == float(m.schedule[m.turn(step)[0]] == "classmix")
+
+
+def test_dual_teacher_tracks_both_teachers_and_the_student(tiny_scenes, tmp_path):
+    res = fit(seg_cfg("dual_teacher", tiny_scenes), tmp_path / "dt", progress=False,
+              device="cpu")
+    last = [r for r in res["history"] if r["kind"] == "eval"][-1]
+    assert set(last["agreement"]) == {"teacher1-vs-student", "teacher2-vs-student",
+                                      "teacher1-vs-teacher2"}
+    assert last["eval_model"] == "student" and "miou_teacher2" in last

@@ -6,13 +6,14 @@ from ..config import choose
 from .adversarial import Adversarial
 from .base import Batch, DataSpec, SemiMethod
 from .cps import CPS, CPSCutMix
+from .dual_teacher import DualTeacher
 from .mean_teacher import MeanTeacher
 from .mixmatch import MixMatch
 from .supervised import Supervised
 
 METHODS: dict[str, type[SemiMethod]] = {
     cls.name: cls for cls in (Supervised, MixMatch, MeanTeacher, Adversarial, CPS,
-                                      CPSCutMix)
+                                      CPSCutMix, DualTeacher)
 }
 
 

@@ -60,6 +60,8 @@ class Config:
     eval_every: int = 100
     eval_size: int = 0  # 0: the whole test set
     eval_batch: int = 512
+    eval_crop: int = 0  # segmentation: sliding-window evaluation with this window (0: whole image)
+    eval_stride: int = 0  # the windows' step (0: two thirds of the window)
     checkpoint_every: int = 0  # 0: at every evaluation
     log_every: int = 10
     track_size: int = 1024  # unlabeled images on which pseudo-label agreement is tracked

@@ -51,3 +51,24 @@ class SegmentationMeter:
         iou = iou_per_class(self.cm)
         return {"miou": mean_iou(self.cm), "iou": [None if v != v else float(v) for v in iou],
                 "pixel_acc": float(self.cm.diag().sum() / self.cm.sum().clamp_min(1))}
+
+
+@torch.no_grad()
+def sliding_window_logits(model, x: torch.Tensor, crop: int, stride: int,
+                          num_classes: int) -> torch.Tensor:
+    """Logits of a segmentation model over images larger than its training crop: windows of
+    ``crop`` x ``crop`` every ``stride`` pixels (the last window flush with the border), their
+    logits averaged where windows overlap. Images smaller than a window are padded with 0."""
+    n, _, h, w = x.shape
+    ph, pw = max(crop - h, 0), max(crop - w, 0)
+    xp = torch.nn.functional.pad(x, (0, pw, 0, ph))
+    H, W = xp.shape[-2:]
+    out = torch.zeros(n, num_classes, H, W, device=x.device)
+    count = torch.zeros(1, 1, H, W, device=x.device)
+    starts = lambda size: sorted({*range(0, size - crop + 1, stride), size - crop})
+    for top in starts(H):
+        for left in starts(W):
+            window = xp[:, :, top:top + crop, left:left + crop]
+            out[:, :, top:top + crop, left:left + crop] += model(window).float()
+            count[:, :, top:top + crop, left:left + crop] += 1
+    return (out / count)[:, :, :h, :w]

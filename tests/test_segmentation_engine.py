@@ -210,3 +210,9 @@ def test_dual_teacher_tracks_both_teachers_and_the_student(tiny_scenes, tmp_path
     assert set(last["agreement"]) == {"teacher1-vs-student", "teacher2-vs-student",
                                       "teacher1-vs-teacher2"}
     assert last["eval_model"] == "student" and "miou_teacher2" in last
+
+
+def test_sliding_window_evaluation_runs_in_the_engine(tiny_scenes, tmp_path):
+    res = fit(seg_cfg("supervised", tiny_scenes, steps=2, eval_every=2, eval_crop=48,
+                      eval_stride=16), tmp_path / "sw", progress=False, device="cpu")
+    assert 0 <= res["last"]["miou"] <= 1

@@ -111,3 +111,26 @@ def test_strong_photometric_keeps_range_shape_and_is_seeded():
     assert not torch.allclose(a, x)
     none = strong_photometric(x, torch.Generator(), p_jitter=0, p_gray=0, p_blur=0)
     assert torch.allclose(none, x)
+
+
+def test_sliding_window_matches_whole_image_for_a_pointwise_model():
+    from semibook.metrics import sliding_window_logits
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 5, 1)  # pointwise: a window sees what the whole image sees
+    x = torch.randn(2, 3, 37, 50)
+    whole = model(x)
+    slid = sliding_window_logits(model, x, crop=16, stride=11, num_classes=5)
+    assert slid.shape == whole.shape and torch.allclose(slid, whole, atol=1e-5)
+    small = sliding_window_logits(model, x[:, :, :10, :12], crop=16, stride=8, num_classes=5)
+    assert torch.allclose(small, whole[:, :, :10, :12], atol=1e-5)  # padded, then cut back
+
+
+def test_sliding_window_covers_every_pixel_once_per_window():
+    from semibook.metrics import sliding_window_logits
+
+    class Ones(torch.nn.Module):
+        def forward(self, t):
+            return torch.ones(t.shape[0], 1, *t.shape[-2:])
+    out = sliding_window_logits(Ones(), torch.zeros(1, 3, 30, 30), crop=16, stride=7,
+                                num_classes=1)
+    assert torch.allclose(out, torch.ones_like(out))  # averaged, not summed

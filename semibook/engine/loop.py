@@ -27,7 +27,7 @@ from ..config import Config, ConfigError
 from ..data import ImageSet, load_dataset
 from ..data.splits import Split, load_or_make_split
 from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
-from ..metrics import SegmentationMeter
+from ..metrics import SegmentationMeter, sliding_window_logits
 from ..methods import get_method_class
 from ..methods.base import Batch, DataSpec, SemiMethod
 from ..models import ema_update
@@ -116,15 +116,18 @@ def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x_uint8: torch.Tensor, prep, batch: int,
-            device: torch.device) -> torch.Tensor:
+            device: torch.device, window: tuple[int, int, int] | None = None) -> torch.Tensor:
     """Predicted labels (class ids, or label maps) of ``model`` in eval mode over uint8
-    images; ``prep`` turns a uint8 batch into the model's input. Returned on the CPU."""
+    images; ``prep`` turns a uint8 batch into the model's input; ``window`` = (crop, stride,
+    classes) evaluates segmentation with sliding windows. Returned on the CPU."""
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(x_uint8), batch):
+        x = prep(x_uint8[i:i + batch].to(device))
         with _autocast(device):
-            out.append(model(prep(x_uint8[i:i + batch].to(device))).argmax(1).cpu())
+            logits = sliding_window_logits(model, x, *window) if window else model(x)
+        out.append(logits.argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
@@ -225,9 +228,13 @@ class Trainer:
     def evaluate(self, step: int) -> dict[str, Any]:
         cfg, out = self.cfg, {"kind": "eval", "step": step}
         names = list(self.method.eval_models())
+        window = None
+        if self.segmentation and cfg.eval_crop:
+            window = (cfg.eval_crop, cfg.eval_stride or max(1, cfg.eval_crop * 2 // 3),
+                      self.image_set.info.num_classes)
         for i, (name, model) in enumerate(self.method.eval_models().items()):
             scores = self.score(predict(model, self.test_x, self.prep, cfg.eval_batch,
-                                        self.device))
+                                        self.device, window))
             if i == 0:
                 out.update(scores)
             else:

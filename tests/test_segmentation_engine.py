@@ -216,3 +216,27 @@ def test_sliding_window_evaluation_runs_in_the_engine(tiny_scenes, tmp_path):
     res = fit(seg_cfg("supervised", tiny_scenes, steps=2, eval_every=2, eval_crop=48,
                       eval_stride=16), tmp_path / "sw", progress=False, device="cpu")
     assert 0 <= res["last"]["miou"] <= 1
+
+
+def test_segmentation_results_carry_sample_maps_for_the_chapters(tiny_scenes, tmp_path):
+    from semibook.engine.loop import decode
+    res = fit(seg_cfg("cps", tiny_scenes, steps=2, eval_every=2), tmp_path / "s",
+              progress=False, device="cpu")
+    s = res["samples"]
+    pred, conf, pseudo = decode(s["test_pred"]), decode(s["track_conf"]), decode(s["track_pseudo"])
+    assert pred.shape == (8, 64, 64) and conf.shape == pseudo.shape == (8, 64, 64)
+    assert int(pred.max()) < 11 and int(conf.min()) >= int(255 / 11) - 1  # max softmax >= 1/C
+    assert s["track_model"] == "net1-vs-net2"
+
+
+def test_results_of_an_older_config_still_match(tiny_scenes, tmp_path, monkeypatch):
+    import json
+    from semibook.engine.loop import run, run_or_load
+    cfg = seg_cfg("supervised", tiny_scenes, steps=2, eval_every=2)
+    cfg.profile = "full"
+    res = run(cfg, tmp_path / "r", progress=False)
+    f = next((tmp_path / "results").glob("*.json"))
+    old = json.loads(f.read_text())
+    del old["config"]["eval_crop"]  # as written before the field existed
+    f.write_text(json.dumps(old))
+    assert run_or_load(cfg, progress=False)["loaded"] is True

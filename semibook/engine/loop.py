@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import Config, ConfigError
 from ..data import ImageSet, load_dataset
@@ -106,6 +107,19 @@ class StepData:
         return Batch(y_l=y_l, views_l=vl, views_u=vu,
                      gen=torch_generator(self.cfg.seed, step, "method"),
                      rng=numpy_rng(self.cfg.seed, step, "method"), y_u=y_u, ys_l=ys_l)
+
+
+def encode(t: torch.Tensor) -> dict[str, Any]:
+    """A small uint8 tensor as JSON: shape and base64 bytes."""
+    import base64
+    return {"shape": list(t.shape), "b64": base64.b64encode(t.to(torch.uint8).numpy().tobytes())
+            .decode()}
+
+
+def decode(d: dict[str, Any]) -> torch.Tensor:
+    import base64
+    raw = np.frombuffer(base64.b64decode(d["b64"]), dtype=np.uint8).copy()
+    return torch.from_numpy(raw.reshape(d["shape"]))
 
 
 def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
@@ -224,6 +238,27 @@ class Trainer:
         meter.update(pred, self.test_y)
         res = meter.compute()
         return {"miou": res["miou"], "iou": res["iou"]}
+
+    @torch.no_grad()
+    def samples(self, n: int = 8) -> dict[str, Any]:
+        """What a chapter shows without the weights: the evaluated model's label maps on the
+        first ``n`` test images, and the first tracked model's confidence (max softmax,
+        quantised to 1/255) and pseudo labels on the first ``n`` tracked unlabeled images."""
+        model = next(iter(self.method.eval_models().values()))
+        pairs = self.method.agreement_pairs()
+        teacher = next(iter(pairs.values()))[0] if pairs else model
+        out = {"test_index": list(range(min(n, len(self.test_x)))),
+               "test_pred": encode(predict(model, self.test_x[:n], self.prep, n, self.device)),
+               "track_model": next(iter(pairs), "model")}
+        was = teacher.training
+        teacher.eval()
+        x = self.prep(self.track_x[:n].to(self.device))
+        with _autocast(self.device):
+            conf, pseudo = F.softmax(teacher(x).float(), 1).max(1)
+        teacher.train(was)
+        out["track_conf"] = encode((conf * 255).round().byte().cpu())
+        out["track_pseudo"] = encode(pseudo.byte().cpu())
+        return out
 
     def evaluate(self, step: int) -> dict[str, Any]:
         cfg, out = self.cfg, {"kind": "eval", "step": step}
@@ -399,6 +434,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
                                      for r in history)
     results = make_results(cfg, history, split, device, started_at,
                            elapsed_before + time.time() - t0, finished, trainer.metric, code)
+    if finished and trainer.segmentation:
+        results["samples"] = trainer.samples()
     (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
 
@@ -473,7 +510,11 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
     if cfg.profile != "smoke":
         for r in load_results(method=cfg.method, dataset=cfg.dataset, labels=cfg.labels,
                               seed=cfg.seed, profile=cfg.profile):
-            if r["config"] == cfg.to_dict() and r.get("finished"):
+            try:  # fields added since the file was written take their defaults
+                same = Config.from_dict(r["config"]).to_dict() == cfg.to_dict()
+            except (ConfigError, TypeError):
+                same = False
+            if same and r.get("finished"):
                 r["loaded"] = True
                 return r
     if cfg.profile != "smoke" and pick_device().type == "cpu":

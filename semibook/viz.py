@@ -11,7 +11,8 @@ def set_style() -> None:
 
 
 def plot_accuracy(results: dict[str, dict], ax=None, key: str = "acc"):
-    """Test accuracy over training for several runs: ``{label: results}``."""
+    """A test metric over training for several runs: ``{label: results}``; ``key`` is
+    ``acc`` (classification), ``miou`` (segmentation) or one of their ``_<model>`` variants."""
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots()[1]
     for label, res in results.items():
@@ -19,13 +20,59 @@ def plot_accuracy(results: dict[str, dict], ax=None, key: str = "acc"):
         ax.plot([r["step"] for r in ev], [100 * r[key] for r in ev], marker="o", ms=3,
                 label=label)
     ax.set_xlabel("training step")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test mIoU (%)" if key.startswith("miou") else "test accuracy (%)")
     ax.legend()
     return ax
 
 
-def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = None):
-    """Stacked shares over training: agree & correct, agree & wrong, disagree."""
+# background dark grey, then ten distinct colours for the Fashion-MNIST classes
+PALETTE = [(40, 40, 40), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+           (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
+           (250, 190, 212)]
+
+
+def label_to_rgb(mask, ignore_index: int = 255):
+    """A label map (H, W) as an RGB image: one colour per class, white where ignored."""
+    import numpy as np
+    m = np.asarray(mask).astype(np.int64)
+    pal = np.array(PALETTE + [(255, 255, 255)] * (256 - len(PALETTE)), dtype=np.uint8)
+    pal[ignore_index] = (255, 255, 255)
+    return pal[m % 256]
+
+
+def show_segmentation(columns: dict[str, list], n: int, class_names=None, title: str = ""):
+    """A grid: one row per image, one column per entry of ``columns`` (images as (3, H, W)
+    tensors in [0, 255] or [0, 1], label maps as (H, W))."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.8 * len(columns), 1.8 * n),
+                             squeeze=False)
+    for c, (name, items) in enumerate(columns.items()):
+        for r in range(n):
+            a = np.asarray(items[r])
+            if a.ndim == 3:  # an image
+                a = a.transpose(1, 2, 0)
+                a = a / 255 if a.max() > 1 else a
+            else:
+                a = label_to_rgb(a)
+            axes[r, c].imshow(a, interpolation="nearest")
+            axes[r, c].axis("off")
+        axes[0, c].set_title(name, fontsize=8)
+    if class_names:
+        from matplotlib.patches import Patch
+        fig.legend([Patch(color=np.array(PALETTE[i]) / 255) for i in range(len(class_names))],
+                   class_names, loc="lower center", ncol=min(6, len(class_names)), fontsize=7,
+                   bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 if class_names else 0, 1, 1))
+    return fig
+
+
+def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = None,
+                   labels=("agree, correct", "agree, wrong", "disagree")):
+    """Stacked shares over training: agree & correct, agree & wrong, disagree (for a confident
+    mask: kept & correct, kept & wrong, dropped)."""
     import matplotlib.pyplot as plt
 
     from .tracking import agreement_curves
@@ -33,10 +80,10 @@ def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = 
     ax = ax or plt.subplots()[1]
     ax.stackplot(c["step"], [100 * v for v in c["agree_correct"]],
                  [100 * v for v in c["agree_wrong"]], [100 * v for v in c["disagree"]],
-                 labels=["agree, correct", "agree, wrong", "disagree"],
+                 labels=list(labels),
                  colors=["#4c9f70", "#d9a441", "#c8553d"], alpha=0.85)
     ax.set_xlabel("training step")
-    ax.set_ylabel("share of unlabeled images (%)")
+    ax.set_ylabel("share of unlabeled images or pixels (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title or pair)
     ax.legend(loc="lower right")

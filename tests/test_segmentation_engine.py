@@ -240,3 +240,30 @@ def test_results_of_an_older_config_still_match(tiny_scenes, tmp_path, monkeypat
     del old["config"]["eval_crop"]  # as written before the field existed
     f.write_text(json.dumps(old))
     assert run_or_load(cfg, progress=False)["loaded"] is True
+
+
+def test_adversarial_tracks_its_confident_mask(tiny_scenes, tmp_path):
+    res = fit(seg_cfg("adversarial", tiny_scenes, steps=2, eval_every=2), tmp_path / "a",
+              progress=False, device="cpu")
+    ag = [r for r in res["history"] if r["kind"] == "eval"][-1]["agreement"]["confident-mask"]
+    # kept & correct + kept & wrong + dropped covers every tracked pixel
+    assert ag["agree_correct"] + ag["agree_wrong"] + ag["disagree"] == pytest.approx(1.0)
+    assert ag["n"] == 8 * 64 * 64
+
+
+def test_tracker_on_a_constructed_case():
+    from semibook.tracking import agreement
+    a = torch.tensor([[0, 1, 2, 2], [1, 1, 0, 2]])
+    b = torch.tensor([[0, 1, 1, 2], [1, 0, 0, 2]])
+    t = torch.tensor([[0, 2, 1, 255], [1, 0, 0, 2]])
+    r = agreement(a, b, t, 3, ignore_index=255)
+    # 7 scored pixels: agree at (0,0)✓ (0,1)✗ (1,0)✓ (1,2)✓ (1,3)✓; disagree at (0,2) (1,1)
+    assert r["n"] == 7
+    assert r["agree_correct"] == pytest.approx(4 / 7) and r["agree_wrong"] == pytest.approx(1 / 7)
+    assert r["disagree"] == pytest.approx(2 / 7)
+    # class 0: (0,0) agree ✓, (1,1) disagree, (1,2) agree ✓
+    assert r["per_class"]["0"]["n"] == 3
+    assert r["per_class"]["0"]["agree"] == pytest.approx(2 / 3)
+    assert r["per_class"]["0"]["agree_correct"] == pytest.approx(2 / 3)
+    # class 2: (0,1) agree on the wrong class 1, (1,3) agree ✓
+    assert r["per_class"]["2"]["agree"] == 1.0 and r["per_class"]["2"]["agree_correct"] == 0.5

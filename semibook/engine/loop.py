@@ -281,6 +281,12 @@ class Trainer:
             pa = predict(a, self.track_x, self.prep, cfg.eval_batch, self.device)
             pb = predict(b, self.track_x, self.prep, cfg.eval_batch, self.device)
             agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
+        if self.segmentation:
+            x = self.prep(self.track_x.to(self.device))
+            with _autocast(self.device):
+                labels = self.method.tracked_labels(x)
+            for pair, (pa, pb) in labels.items():
+                agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
         if agree:
             out["agreement"] = agree
         return out

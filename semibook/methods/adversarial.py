@@ -83,5 +83,17 @@ class Adversarial(SemiMethod):
         self.opt_d.step()
         return {"loss_d": loss_d.detach()}
 
+    @torch.no_grad()
+    def tracked_labels(self, x):
+        """The confident mask: pseudo labels the discriminator keeps (sigmoid > T_semi) against
+        all pseudo labels, so that "agree" means kept, and "disagree" dropped."""
+        was = self.model.training, self.D.training
+        self.model.eval(), self.D.eval()
+        p = F.softmax(self.model(x).float(), 1)
+        keep = torch.sigmoid(self.D(p).float())[:, 0] > self.hp["T_semi"]
+        self.model.train(was[0]), self.D.train(was[1])
+        y_pseudo = p.argmax(1)
+        return {"confident-mask": (torch.where(keep, y_pseudo, -1).cpu(), y_pseudo.cpu())}
+
     def extra_optimizers(self):
         return {"discriminator": self.opt_d}

@@ -119,6 +119,12 @@ class SemiMethod(nn.Module):
         out["model"] = self.model
         return out
 
+    def tracked_labels(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Label pairs to track besides the model pairs, computed by the method itself on the
+        tracked images ``x`` (model input, eval mode): e.g. the adversarial method's
+        discriminator-kept pseudo labels against all of them."""
+        return {}
+
     def agreement_pairs(self) -> dict[str, tuple[nn.Module, nn.Module]]:
         """Pairs of models whose pseudo labels the tracker compares over training."""
         if self.ema_model is not None:

@@ -1,0 +1,150 @@
+"""The confidence-threshold explorer: numbers checked by hand, and both widget flavours."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from semibook.widgets import (overlay, overlay_rgb, plot_threshold_curves,  # noqa: E402
+                              threshold_explorer, threshold_stats)
+
+
+def hand_case():
+    """One 2 x 3 map, 3 classes. The pixel at (1, 2) is ignored (target 255).
+
+        conf    0.95 0.80 0.60      pred   1 1 2      target  1 2 2
+                0.40 0.90 0.99             0 0 1              0 1 255
+    """
+    conf = torch.tensor([[[0.95, 0.80, 0.60], [0.40, 0.90, 0.99]]])
+    pred = torch.tensor([[[1, 1, 2], [0, 0, 1]]])
+    target = torch.tensor([[[1, 2, 2], [0, 1, 255]]])
+    return conf, pred, target
+
+
+def test_threshold_stats_by_hand():
+    conf, pred, target = hand_case()
+    s = threshold_stats(conf, pred, target, [0.3, 0.7, 0.85, 0.97], num_classes=3)
+    # scored pixels: conf .95 .80 .60 .40 .90; right ones: (0,0), (0,2), (1,0)
+    assert s["num_pixels"] == 5 and s["class_pixels"] == [1, 2, 2]
+    assert s["tau"] == [0.3, 0.7, 0.85, 0.97]
+    # tau 0.3 keeps all 5 (3 right); 0.7 keeps .95 .80 .90 (1 right);
+    # 0.85 keeps .95 .90 (1 right); 0.97 keeps none (the .99 pixel is ignored)
+    assert s["kept"] == pytest.approx([1.0, 0.6, 0.4, 0.0])
+    assert s["accuracy"][:3] == pytest.approx([3 / 5, 1 / 3, 1 / 2])
+    assert math.isnan(s["accuracy"][3])
+    # coverage per true class: class 0 = {(1,0) .40}, 1 = {(0,0) .95, (1,1) .90},
+    # 2 = {(0,1) .80, (0,2) .60}
+    assert s["class_coverage"][0] == pytest.approx([1, 1, 1])
+    assert s["class_coverage"][1] == pytest.approx([0, 1, 0.5])
+    assert s["class_coverage"][2] == pytest.approx([0, 1, 0])
+    assert s["class_coverage"][3] == pytest.approx([0, 0, 0])
+    # accuracy per true class at tau 0.7: class 1 kept (0,0) right and (1,1) wrong; class 2
+    # kept (0,1) wrong; class 0 kept nothing
+    acc = s["class_accuracy"][1]
+    assert math.isnan(acc[0]) and acc[1:] == pytest.approx([0.5, 0.0])
+    # precision per pseudo label at tau 0.7: label 1 on (0,0) right, (0,1) wrong; label 0 on
+    # (1,1) wrong; label 2 never kept
+    prec = s["class_precision"][1]
+    assert prec[:2] == pytest.approx([0.0, 0.5]) and math.isnan(prec[2])
+
+
+def test_threshold_stats_is_json_and_keeps_ties():
+    conf, pred, target = hand_case()
+    s = threshold_stats(conf, pred, target, [0.8], num_classes=3)
+    assert s["kept"] == pytest.approx([0.6])  # conf == tau counts as kept (.95 .80 .90)
+    back = json.loads(json.dumps(s))
+    assert back["kept"] == s["kept"] and back["class_pixels"] == [1, 2, 2]
+
+
+def test_threshold_stats_rejects_bad_labels():
+    conf, pred, target = hand_case()
+    with pytest.raises(ValueError, match="outside"):
+        threshold_stats(conf, pred, target, [0.5], num_classes=2)
+
+
+def test_kept_share_never_increases_with_tau():
+    g = torch.Generator().manual_seed(0)
+    conf = torch.rand(4, 16, 16, generator=g)
+    pred = torch.randint(0, 5, (4, 16, 16), generator=g)
+    target = torch.randint(0, 5, (4, 16, 16), generator=g)
+    target[0, :4] = 255
+    taus = torch.linspace(0, 1, 41).tolist()
+    s = threshold_stats(conf, pred, target, taus, num_classes=5)
+    assert s["kept"][0] == 1.0
+    assert all(a >= b for a, b in zip(s["kept"], s["kept"][1:]))
+    for c in range(5):
+        cov = [row[c] for row in s["class_coverage"]]
+        assert all(a >= b for a, b in zip(cov, cov[1:]))
+
+
+def data(n=3, size=8, k=11):
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    conf = torch.rand(n, size, size, generator=g) * 0.5 + 0.5
+    pred = torch.randint(0, k, (n, size, size), generator=g)
+    target = torch.where(torch.rand(n, size, size, generator=g) < 0.7, pred,
+                         torch.randint(0, k, (n, size, size), generator=g))
+    return images, conf, pred, target
+
+
+def test_figures_draw():
+    import matplotlib.pyplot as plt
+
+    images, conf, pred, target = data()
+    rgb = overlay_rgb(images[0], conf[0], pred[0], 0.75)
+    assert rgb.shape == (8, 8, 3) and 0 <= rgb.min() and rgb.max() <= 1
+    dropped = (conf[0] < 0.75).numpy()
+    assert (rgb[dropped].std(axis=-1) < 1e-9).all()  # dropped pixels are grey
+    fig, (a, b) = plt.subplots(1, 2)
+    plot_threshold_curves(threshold_stats(conf, pred, target, [0.5, 0.9], 11), ax=a, mark=0.9)
+    overlay(images[0], conf[0], pred[0], 0.9, ax=b)
+    assert len(a.lines) == 3 and len(b.images) == 1
+    plt.close(fig)
+
+
+def test_static_explorer_stacks_one_panel_per_tau_and_jslinks_the_slider():
+    import ipywidgets as W
+
+    images, conf, pred, target = data()
+    taus = [0.5, 0.8, 0.95]
+    box = threshold_explorer(images, conf, pred, target, taus=taus, live=False, n_show=2)
+    assert isinstance(box, W.VBox)
+    slider, stack = box.children
+    assert isinstance(stack, W.Stack) and len(stack.children) == len(taus)
+    assert all("data:image/png;base64," in p.value for p in stack.children)
+    assert "tau = 0.8" in stack.children[1].value
+    assert isinstance(slider, W.SelectionSlider) and len(slider.options) == len(taus)
+    from ipywidgets.widgets.widget_link import Link
+
+    link = box.link
+    assert isinstance(link, Link) and link._model_name == "LinkModel"  # jslink: in the browser
+    assert link.source == (slider, "index") and link.target == (stack, "selected_index")
+    assert stack.selected_index == slider.index == 2  # starts at 0.95, the nearest to 0.9
+    # the saved state references both ends of the link
+    state = link.get_state()
+    assert state["source"] == (slider, "index") and state["target"] == (stack, "selected_index")
+
+
+def test_live_explorer_slider_updates_output():
+    images, conf, pred, target = data()
+    box = threshold_explorer(images, conf, pred, target, live=True, n_show=1, tau=0.6)
+    before = box.output.outputs
+    assert len(before) == 1 and "tau = 0.6:" in before[0]["data"]["text/plain"]
+    box.slider.value = 0.9
+    after = box.output.outputs
+    assert after != before and "tau = 0.9:" in after[0]["data"]["text/plain"]
+    assert "data:image/png;base64," in after[0]["data"]["text/html"]
+    assert box.stats["tau"] == [0.9]
+
+
+def test_live_is_detected_from_the_kernel():
+    # pytest runs without an IPython kernel, so the explorer falls back to the static one
+    images, conf, pred, target = data()
+    box = threshold_explorer(images, conf, pred, target, taus=[0.7], n_show=0)
+    assert hasattr(box, "stack") and len(box.stack.children) == 1

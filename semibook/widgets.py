@@ -26,6 +26,7 @@ import base64
 import html
 import io
 import math
+import os
 
 import numpy as np
 import torch
@@ -289,7 +290,9 @@ def threshold_explorer(images, conf, pred, target, taus=None, num_classes: int =
     Each position shows the kept share and accuracy, per-class coverage bars and overlays of
     the first ``n_show`` images.
 
-    ``live=True`` (the default inside a kernel): a ``FloatSlider`` whose callback recomputes the
+    ``live=True`` (the default inside a kernel; the environment variable ``SEMIBOOK_WIDGETS``
+    set to ``static`` or ``live`` overrides that guess, e.g. when executing the notebooks whose
+    outputs the static book shows): a ``FloatSlider`` whose callback recomputes the
     panel into an ``Output``. ``live=False``: one precomputed panel per value in ``taus``
     (default :data:`DEFAULT_TAUS`) in an ``ipywidgets.Stack``, switched by a
     ``SelectionSlider`` ``jslink``-ed to the Stack, so it works in static HTML without a kernel.
@@ -300,7 +303,10 @@ def threshold_explorer(images, conf, pred, target, taus=None, num_classes: int =
     import ipywidgets as W
 
     if live is None:
-        live = in_kernel()
+        mode = os.environ.get("SEMIBOOK_WIDGETS", "").strip().lower()
+        if mode not in ("", "live", "static"):
+            raise ValueError(f"SEMIBOOK_WIDGETS={mode!r}: use 'live' or 'static'")
+        live = mode == "live" or (mode == "" and in_kernel())
     n_show = max(0, min(n_show, len(images)))
     names = _class_names(num_classes, class_names)
 

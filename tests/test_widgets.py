@@ -126,9 +126,10 @@ def test_static_explorer_stacks_one_panel_per_tau_and_jslinks_the_slider():
     assert isinstance(link, Link) and link._model_name == "LinkModel"  # jslink: in the browser
     assert link.source == (slider, "index") and link.target == (stack, "selected_index")
     assert stack.selected_index == slider.index == 2  # starts at 0.95, the nearest to 0.9
-    # the saved state references both ends of the link
+    # the state that gets saved in the notebook references both ends by model id
     state = link.get_state()
-    assert state["source"] == (slider, "index") and state["target"] == (stack, "selected_index")
+    assert list(state["source"]) == [f"IPY_MODEL_{slider.model_id}", "index"]
+    assert list(state["target"]) == [f"IPY_MODEL_{stack.model_id}", "selected_index"]
 
 
 def test_live_explorer_slider_updates_output():
@@ -143,8 +144,14 @@ def test_live_explorer_slider_updates_output():
     assert box.stats["tau"] == [0.9]
 
 
-def test_live_is_detected_from_the_kernel():
+def test_live_is_detected_from_the_kernel(monkeypatch):
     # pytest runs without an IPython kernel, so the explorer falls back to the static one
     images, conf, pred, target = data()
+    monkeypatch.delenv("SEMIBOOK_WIDGETS", raising=False)
     box = threshold_explorer(images, conf, pred, target, taus=[0.7], n_show=0)
     assert hasattr(box, "stack") and len(box.stack.children) == 1
+    monkeypatch.setenv("SEMIBOOK_WIDGETS", "live")
+    assert hasattr(threshold_explorer(images, conf, pred, target, n_show=0), "output")
+    monkeypatch.setenv("SEMIBOOK_WIDGETS", "fancy")
+    with pytest.raises(ValueError, match="SEMIBOOK_WIDGETS"):
+        threshold_explorer(images, conf, pred, target, n_show=0)

@@ -1,13 +1,26 @@
-# semibook: `make book` builds the HTML book; `make test` runs the tests, nbval and a strict build.
+# semibook: `make book` builds the offline HTML book; `make test` runs the tests, nbval, a strict
+# build and the rendered-book test; `make reproduce TABLE=classification` runs a results table.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TABLE  ?= classification
+PROFILE ?= full
+NOTEBOOKS ?= book/*.ipynb
 
-.PHONY: book test unit nbval book-strict clean
+.PHONY: book test unit nbval book-strict render reproduce execute clean
 
 # MathJax served by the book itself (Sphinx would load it from a CDN, unreachable offline)
 MATHJAX := _mathjax/mathjax/es5/tex-chtml.js
+
+# The ipywidgets JavaScript served by the book itself (myst-nb would load it from a CDN):
+# require.js and the embedding bundle of @jupyter-widgets/html-manager 1.x (the one for
+# ipywidgets 8), packed by npm from the npm registry and checked against these SHA-256 sums.
+HTML_MANAGER     := 1.0.15
+HTML_MANAGER_SHA := 2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638
+REQUIREJS        := 2.3.8
+REQUIREJS_SHA    := 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
+WIDGETS_JS       := _widgets/widgets/embed-amd.js
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,22 +33,50 @@ $(MATHJAX): $(STAMP)
 	rm -rf _mathjax && mkdir -p _mathjax/mathjax
 	$(PY) -c "import importlib.util as u, shutil; src = u.find_spec('mathjax').submodule_search_locations[0]; shutil.copytree(src + '/static/mathjax/es5', '_mathjax/mathjax/es5')"
 
+$(WIDGETS_JS):
+	rm -rf _widgets && mkdir -p _widgets/pack _widgets/widgets
+	cd _widgets/pack && npm pack --silent --loglevel=error \
+	  @jupyter-widgets/html-manager@$(HTML_MANAGER) requirejs@$(REQUIREJS) >/dev/null
+	cd _widgets/pack && printf '%s  %s\n%s  %s\n' \
+	  $(HTML_MANAGER_SHA) jupyter-widgets-html-manager-$(HTML_MANAGER).tgz \
+	  $(REQUIREJS_SHA) requirejs-$(REQUIREJS).tgz | sha256sum -c --quiet
+	cd _widgets/pack && for t in *.tgz; do mkdir -p "$${t%.tgz}" && tar -xzf "$$t" -C "$${t%.tgz}"; done
+	cp _widgets/pack/requirejs-$(REQUIREJS)/package/require.js _widgets/widgets/require.js
+	cd _widgets/pack/jupyter-widgets-html-manager-$(HTML_MANAGER)/package/dist && \
+	  cp embed-amd.js *.woff2 *.woff *.ttf *.eot *.svg ../../../../widgets/
+	rm -rf _widgets/pack
+
 # The HTML book from the committed notebooks (nothing is executed): _build/html/index.html
-book: $(STAMP) $(MATHJAX)
+book: $(STAMP) $(MATHJAX) $(WIDGETS_JS)
 	$(VENV)/bin/jupyter-book build --all .
 	@echo "open _build/html/index.html"
 
-# Unit tests, every chapter re-run in the smoke profile (nbval), and a build with warnings as errors
-test: unit nbval book-strict
+# Unit tests, every chapter re-run in the smoke profile (nbval), a build with warnings as
+# errors, and every built page opened in headless Chromium
+test: unit nbval book-strict render
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/test_book_render.py
 
 nbval: $(STAMP)
 	SEMIBOOK_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider book/*.ipynb
 
-book-strict: $(STAMP) $(MATHJAX)
+book-strict: $(STAMP) $(MATHJAX) $(WIDGETS_JS)
 	$(VENV)/bin/jupyter-book build --all -W -n --keep-going .
 
+# needs the book built (book or book-strict) and Debian's chromium
+render: $(STAMP)
+	SEMIBOOK_BOOK_HTML=_build/html $(PY) -m pytest -q -p no:cacheprovider tests/test_book_render.py
+
+# Run a results table (full profile, seeds 0-2), skipping finished runs; DRY=1 only lists
+reproduce: $(STAMP)
+	$(PY) -m semibook reproduce $(TABLE) $(if $(DRY),--dry-run)
+
+# Re-execute chapters in place, saving outputs and the static widgets' state, e.g.
+# make execute PROFILE=full NOTEBOOKS=book/04_cps.ipynb (full: loads results/ files, else trains)
+execute: $(STAMP)
+	SEMIBOOK_PROFILE=$(PROFILE) SEMIBOOK_WIDGETS=static $(VENV)/bin/jupyter-execute --inplace \
+	  --timeout=-1 $(NOTEBOOKS)
+
 clean:
-	rm -rf _build _mathjax
+	rm -rf _build _mathjax _widgets

@@ -2,8 +2,11 @@
 --profile full --seed 0``.
 
 Bad input (an unknown method, dataset or profile; a label count the data cannot give; a run
-folder that holds another run) prints one line naming the valid choices, writes nothing, and
-exits with status 2.
+folder that holds another run; missing or corrupt data; a checkpoint of another method or
+shape) prints one line naming the valid choices, writes nothing, and exits with status 2. A
+non-finite loss prints one line naming the step and the loss terms and exits with status 3
+(``--skip-nonfinite`` skips such steps instead). Under ``torchrun --nproc_per_node N`` the run
+trains with DistributedDataParallel (see :mod:`semibook.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--eval-size", type=int, default=None, help="test images per evaluation "
                    "(0: all)")
     r.add_argument("--data-root", default=None)
+    r.add_argument("--arch", default=None, help="override the profile's model (e.g. wrn-28-2)")
+    r.add_argument("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN "
+                   "or infinite (counted in the history) instead of stopping")
     r.add_argument("--run-dir", default=None, help="default: runs/<dataset>-<labels>/"
                    "<method>-seed<seed>-<profile>")
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
@@ -37,13 +43,48 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     r.add_argument("--no-results", action="store_true", help="do not write results/<name>.json")
     r.add_argument("--quiet", action="store_true")
+    q = sub.add_parser("reproduce", help="run a results table (skipping finished runs)")
+    q.add_argument("table", help="classification or segmentation")
+    q.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
+    q.add_argument("--methods", nargs="+", default=None, help="only these methods of the table "
+                   "(the fully supervised ceiling is a supervised run)")
+    q.add_argument("--profile", default="full", help="default: full")
+    q.add_argument("--data-root", default=None)
+    q.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
+    q.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
+    q.add_argument("--quiet", action="store_true")
+    from .bench import add_parser as add_bench_parser
+    add_bench_parser(sub)
     return p
+
+
+def _reproduce(args) -> int:
+    from .reproduce import SEEDS, reproduce
+    try:
+        rows = reproduce(args.table, seeds=tuple(args.seeds or SEEDS), methods=args.methods,
+                         profile=args.profile, dry_run=args.dry_run, device=args.device,
+                         progress=not args.quiet,
+                         overrides={"data_root": args.data_root} if args.data_root else None)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 3 if any(r["status"] == "failed" for r in rows) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
+    if args.command == "bench":
+        from .bench import main as bench_main
+        try:
+            return bench_main(args)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     from .config import make_config
     from .engine import run
+    from .engine.loop import NonFiniteLossError
     try:
         overrides = {}
         if args.steps is not None:
@@ -54,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides["eval_size"] = args.eval_size
         if args.data_root:
             overrides["data_root"] = args.data_root
+        if args.arch:
+            overrides["arch"] = args.arch
+        if args.skip_nonfinite:
+            overrides["skip_nonfinite"] = True
         cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
                           **overrides)
         res = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
@@ -62,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     summary = {k: res.get(k) for k in ("method", "dataset", "labels", "seed", "profile", "last",
                                        "best", "elapsed_s", "results_file")}
-    print(json.dumps(summary))
+    if res.get("rank", 0) == 0:  # under torchrun, rank 0 reports
+        print(json.dumps(summary))
     return 0
 
 

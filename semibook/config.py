@@ -64,10 +64,16 @@ class Config:
     eval_stride: int = 0  # the windows' step (0: two thirds of the window)
     checkpoint_every: int = 0  # 0: at every evaluation
     log_every: int = 10
+    skip_nonfinite: bool = False  # skip steps whose loss is NaN/inf (counted in the history)
     track_size: int = 1024  # unlabeled images on which pseudo-label agreement is tracked
     # data
     data_root: str | None = None
     augment_pad: int = 4
+    # speed (engine.loop.speed_options): "auto" is on for CUDA only; CPU results do not change
+    precision: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | fp32
+    channels_last: str = "auto"  # auto | on | off: NHWC memory format for models and images
+    fused_optimizer: str = "auto"  # auto | on | off: one fused kernel for the optimizer step
+    compile: bool = False  # torch.compile the networks (in place)
     # method hyper-parameters (names as in DESIGN.md: T, lambda_u, ...)
     hparams: dict[str, Any] = field(default_factory=dict)
 
@@ -81,6 +87,11 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+    def diff(self, other: dict[str, Any]) -> list[str]:
+        """The field names whose values differ from ``other`` (a config dict)."""
+        mine = self.to_dict()
+        return sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -155,6 +166,9 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
         parse_wrn(cfg.arch)
     choose("optimizer", cfg.optimizer, ("adam", "sgd"))
     choose("lr schedule", cfg.lr_schedule, ("constant", "cosine", "poly", "mean_teacher"))
+    choose("precision", cfg.precision, ("auto", "bf16", "fp32"))
+    for name in ("channels_last", "fused_optimizer"):
+        choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
     if cfg.steps <= 0 or cfg.eval_every <= 0:
         raise ConfigError("steps and eval_every must be positive")
     return cfg

@@ -2,22 +2,86 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 
-def results_table(results: dict[str, dict[str, Any]], baseline: str = "supervised") -> str:
-    """A Markdown table: best and last test accuracy of each run and the gain over the
-    baseline's last accuracy, with the step and device that produced them."""
-    base = results.get(baseline)
-    key = next(iter(results.values())).get("metric", "acc")
+def summarize(runs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of one method's best and last evaluation.
+
+    ``runs`` is one results dict or a list of them (one per seed, same metric). The standard
+    deviation is the sample one (n - 1 in the denominator); ``None`` for a single run."""
+    runs = [runs] if isinstance(runs, dict) else list(runs)
+    if not runs:
+        raise ValueError("no results to summarize")
+    key = runs[0].get("metric", "acc")
+    out: dict[str, Any] = {"metric": key, "n": len(runs),
+                           "seeds": sorted(r["seed"] for r in runs),
+                           "profile": ", ".join(sorted({r["profile"] for r in runs})),
+                           "steps": ", ".join(sorted({str(r["config"]["steps"]) for r in runs})),
+                           "device": ", ".join(sorted({r["device"] for r in runs})),
+                           "best_step": runs[0]["best"]["step"] if len(runs) == 1 else None}
+    for which in ("best", "last"):
+        vals = [r[which][key] for r in runs]
+        out[which] = vals
+        out[f"{which}_mean"] = statistics.fmean(vals)
+        out[f"{which}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+    return out
+
+
+def aggregate(results: dict[str, Any], baseline: str = "supervised",
+              ceiling: str | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` for each entry of ``{name: results or [results over seeds]}``, plus,
+    against the ``baseline`` entry, ``gain_best`` and ``gain_last`` (difference of the means)
+    and, with a ``ceiling`` entry (full supervision), ``gap_best`` and ``gap_last``: the share
+    of the baseline-to-ceiling gap that the entry closes, (m - b) / (c - b) on the means
+    (``None`` where an entry is missing or the gap is not positive)."""
+    rows = {name: summarize(r) for name, r in results.items()}
+    base, top = rows.get(baseline), rows.get(ceiling) if ceiling else None
+    for name, row in rows.items():
+        for which in ("best", "last"):
+            m = row[f"{which}_mean"]
+            gain = gap = None
+            if base is not None and name != baseline:
+                gain = m - base[f"{which}_mean"]
+                width = top[f"{which}_mean"] - base[f"{which}_mean"] if top else 0.0
+                if top is not None and name != ceiling and width > 0:
+                    gap = gain / width
+            row[f"gain_{which}"], row[f"gap_{which}"] = gain, gap
+    return rows
+
+
+def _pct(mean: float, std: float | None) -> str:
+    return f"{100 * mean:.2f}%" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def results_table(results: dict[str, Any], baseline: str = "supervised",
+                  ceiling: str | None = None) -> str:
+    """A Markdown table: best and last test metric of each entry and the gain over the
+    baseline's last value, with the step and device that produced them.
+
+    An entry is one results dict, or a list of them over seeds: then best and last are
+    mean ± std over the seeds and a column counts the seeds. With ``ceiling`` (the name of
+    the fully supervised entry) a column gives the share of the baseline-to-ceiling gap that
+    each entry closes (last evaluation). Numbers come from :func:`aggregate`."""
+    rows = aggregate(results, baseline, ceiling)
+    key = next(iter(rows.values()))["metric"]
     label = {"acc": "acc", "miou": "mIoU"}[key]
-    rows = [f"| method | profile | steps | best {label} (step) | last {label} | gain over "
-            f"{baseline} (last) | device |", "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        best, last = r["best"], r["last"]
-        gain = (f"{100 * (last[key] - base['last'][key]):+.2f} pts"
-                if base is not None and name != baseline else "")
-        rows.append(f"| {name} | {r['profile']} | {r['config']['steps']} | "
-                    f"{100 * best[key]:.2f}% ({best['step']}) | {100 * last[key]:.2f}% | "
-                    f"{gain} | {r['device']} |")
-    return "\n".join(rows)
+    seeds = any(isinstance(r, (list, tuple)) for r in results.values())
+    head = ["method", "profile", "steps"] + (["seeds"] if seeds else []) + [
+        f"best {label}" + ("" if seeds else " (step)"), f"last {label}",
+        f"gain over {baseline} (last)"] + ([f"gap to {ceiling} closed (last)"] if ceiling
+                                           else []) + ["device"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        best = _pct(r["best_mean"], r["best_std"])
+        if r["best_step"] is not None and not seeds:
+            best += f" ({r['best_step']})"
+        cells = [name, r["profile"], r["steps"]] + ([", ".join(map(str, r["seeds"]))]
+                                                    if seeds else [])
+        cells += [best, _pct(r["last_mean"], r["last_std"]),
+                  "" if r["gain_last"] is None else f"{100 * r['gain_last']:+.2f} pts"]
+        if ceiling:
+            cells.append("" if r["gap_last"] is None else f"{100 * r['gap_last']:.0f}%")
+        lines.append("| " + " | ".join(cells + [r["device"]]) + " |")
+    return "\n".join(lines)

@@ -71,15 +71,21 @@ def tiny(fake_fashion):
     return dict(data_root=str(fake_fashion), eval_size=0, track_size=64)
 
 
+def tiny_scenes_loader(fashion_root):
+    """A fashion-scenes loader of 64 train and 32 val scenes from a Fashion-MNIST tree (also
+    installed by the subprocess drivers of test_reliability.py)."""
+    from semibook.data.scenes import make_scenes
+
+    def load(root, download):
+        x_tr, y_tr = make_scenes("train", 64, root=str(fashion_root))
+        x_te, y_te = make_scenes("val", 32, root=str(fashion_root))
+        return (x_tr, y_tr.long(), x_te, y_te.long()), "tiny fake scenes"
+    return load
+
+
 @pytest.fixture
 def tiny_scenes(fake_fashion, monkeypatch):
     """fashion-scenes from the fake Fashion-MNIST tree, 64 train and 32 val scenes."""
     import semibook.data as data
-    from semibook.data.scenes import make_scenes
-
-    def load(root, download):
-        x_tr, y_tr = make_scenes("train", 64, root=str(fake_fashion))
-        x_te, y_te = make_scenes("val", 32, root=str(fake_fashion))
-        return (x_tr, y_tr.long(), x_te, y_te.long()), "tiny fake scenes"
-    monkeypatch.setitem(data._LOADERS, "fashion-scenes", load)
+    monkeypatch.setitem(data._LOADERS, "fashion-scenes", tiny_scenes_loader(fake_fashion))
     return dict(eval_size=0, track_size=8)

@@ -30,12 +30,22 @@ def test_missing_data_names_every_place_tried(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
     monkeypatch.setenv("SEMIBOOK_DATA", str(tmp_path / "env"))
     with pytest.raises(DataNotFoundError) as e:
-        load_dataset("fashion-mnist", str(tmp_path / "root"))
+        load_dataset("fashion-mnist")
     msg = str(e.value)
     assert "\n" not in msg
-    for place in ("root", "env", "system", "download"):
+    for place in ("env", "system", "download"):
         assert place in msg
     assert "apt-get install dataset-fashion-mnist" in msg
+
+
+def test_an_explicit_root_is_the_only_place_looked_at(fake_fashion, tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", fake_fashion)  # data elsewhere: not used
+    monkeypatch.setenv("SEMIBOOK_DATA", str(fake_fashion))
+    with pytest.raises(DataNotFoundError, match=r"root .*typo does not exist"):
+        load_dataset("fashion-mnist", str(tmp_path / "typo"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"root .*empty does not hold it"):
+        load_dataset("fashion-mnist", str(tmp_path / "empty"))
 
 
 def test_truncated_idx_file_is_a_clear_error(fake_fashion, tmp_path):

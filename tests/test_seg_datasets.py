@@ -166,8 +166,10 @@ def test_missing_root_names_the_places_tried(tmp_path, monkeypatch):
             module.load(tmp_path / "nowhere", "val")
         msg = str(e.value)
         assert "\n" not in msg
-        assert f"root argument {tmp_path / 'nowhere'}" in msg
-        assert f"$SEMIBOOK_DATA {tmp_path / 'shared'}" in msg
+        assert f"data root {tmp_path / 'nowhere'} does not exist" in msg  # the only place tried
+        with pytest.raises(DataNotFoundError) as e:
+            module.load(None, "val")
+        assert f"$SEMIBOOK_DATA {tmp_path / 'shared'}" in str(e.value)
 
 
 def test_unknown_ids_and_bad_splits_are_refused(fake_voc):
@@ -398,3 +400,81 @@ def test_dataset_applies_transforms(fake_voc):
     x_w, x_s, y = two[0]
     assert x_w.shape == x_s.shape == (3, 16, 16) and 0 <= x_s.min() and x_s.max() <= 1
     assert y.shape == (16, 16) and set(y.unique().tolist()) <= set(range(21)) | {255}
+
+
+# -- through the engine and the command line ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["voc", "cityscapes"])
+def test_file_datasets_train_through_the_engine(name, fake_voc, fake_city, tmp_path,
+                                                monkeypatch):
+    import dataclasses
+
+    import semibook as sb
+    import semibook.data as data
+    from semibook.engine.loop import fit
+    # a 24-pixel copy instead of the real size, so two steps take a second on the CPU
+    monkeypatch.setitem(data._INFO, name, dataclasses.replace(data._INFO[name], size=24))
+    root = fake_voc if name == "voc" else fake_city
+    d = data.load_dataset(name, str(root))
+    assert d.x_train.shape == (6 if name == "voc" else 5, 3, 24, 24)
+    assert d.x_train.dtype == torch.uint8 and d.y_train.dtype == torch.long
+    assert set(d.y_train.unique().tolist()) <= set(range(d.info.num_classes)) | {255}
+    assert data.available(name, str(root)) and not data.available(name, str(tmp_path / "x"))
+    cfg = sb.make_config("supervised", name, 2, 0, "smoke", data_root=str(root), steps=2,
+                         eval_every=2, batch_l=2, eval_size=0, track_size=2)
+    res = fit(cfg, tmp_path / "run", progress=False, device="cpu")
+    ev = [r for r in res["history"] if r["kind"] == "eval"]
+    assert res["finished"] and len(ev[-1]["iou"]) == d.info.num_classes
+    assert res["split_file"].endswith(f"{name}_2_seed0.json")
+
+
+def test_fixed_size_keeps_image_and_mask_aligned(fake_voc):
+    from semibook.data.segsets import fixed_size
+    files = voc.load(fake_voc, "val")
+    x, y = fixed_size(files, 60)  # 40 x 30 -> 80 x 60 -> centre 60 x 60
+    assert x.shape == (3, 3, 60, 60) and y.shape == (3, 60, 60)
+    # the object (rows 5..19, columns 8..29 of 30 x 40) scaled by 2, shifted left by 10
+    m = y[0]
+    rows, cols = (m != 0).nonzero(as_tuple=True)
+    assert rows.min() == 10 and rows.max() == 39 and cols.min() == 6 and cols.max() == 49
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "semibook", "run", *args], cwd=root,
+                          env=dict(os.environ), capture_output=True, text=True, timeout=300)
+
+
+def test_cli_bad_segmentation_files_are_one_line(fake_voc, isolated):
+    bad = fake_voc / "SegmentationClassAug" / f"{VOC_TRAIN[0]}.png"
+    mask = np.array(Image.open(bad))
+    mask[0, 0] = 77
+    Image.fromarray(mask, mode="L").save(bad)
+    r = _cli("--method", "supervised", "--dataset", "voc", "--labels", "2", "--profile",
+             "smoke", "--data-root", str(fake_voc))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert str(bad) in lines[0] and "77" in lines[0] and "0..20, 255" in lines[0]
+    assert not (isolated / "runs").exists() and not (isolated / "splits").exists()
+    r = _cli("--method", "supervised", "--dataset", "voc", "--labels", "2", "--profile",
+             "smoke", "--data-root", str(isolated / "nowhere"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "PASCAL VOC 2012 not found" in lines[0] and "nowhere does not exist" in lines[0]
+
+
+def test_labeled_fraction_or_count_out_of_range_is_refused():
+    for bad in ("0", "3/2", -1, 0, 11, "x/y", 1.5):
+        with pytest.raises(ConfigError, match="labeled (count|fraction|amount)"):
+            split_count(10, bad)
+    assert split_count(10, "1/16") == 1 and split_count(10, 10) == 10
+
+
+def test_search_with_no_place_to_look_says_so(monkeypatch):
+    from semibook.data.sources import search
+    with pytest.raises(DataNotFoundError, match=r"^Thing not found: no data root given and "
+                                                r"\$SEMIBOOK_DATA is not set\. Get it\.$"):
+        search("Thing", None, [], lambda p: None, None, None, "Get it.")

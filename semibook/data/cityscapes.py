@@ -13,13 +13,12 @@ label 1/16 ... 1/2 of the training ids (186 ... 1,488, as in CPS).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import ConfigError, choose
+from . import segsets
 from .segsets import IdSplit, SegmentationFiles, make_fraction_split, make_label_map
-from .sources import DataNotFoundError, search
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
@@ -55,24 +54,10 @@ def _is_root(folder: Path) -> bool:
     return (folder / "leftImg8bit").is_dir() and (folder / "gtFine").is_dir()
 
 
-def _read(place: Path) -> Path | None:
-    for sub in SUBFOLDERS:
-        if _is_root(place / sub):
-            return place / sub
-    return None
-
-
 def find_root(root: str | Path | None = None) -> Path:
     """The folder holding leftImg8bit/ and gtFine/: ``root`` (or a folder holding it), else
     ``$SEMIBOOK_DATA``."""
-    if root and _is_root(Path(root).expanduser()):
-        return Path(root).expanduser()
-    if not root and not os.environ.get("SEMIBOOK_DATA"):
-        raise DataNotFoundError(f"Cityscapes not found: no data root given and $SEMIBOOK_DATA "
-                                f"is not set. {HOW_TO_GET}")
-    found, _ = search("Cityscapes", str(root) if root else None, [], _read, None, None,
-                      HOW_TO_GET)
-    return found
+    return segsets.find_root("Cityscapes", root, _is_root, SUBFOLDERS, HOW_TO_GET)
 
 
 def list_ids(root: str | Path | None, split: str) -> list[str]:

@@ -31,8 +31,22 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..config import ConfigError
+from .sources import search
 
 Pair = tuple[Path, Path]
+
+
+# -- finding the dataset folder ------------------------------------------------------------------
+
+def find_root(name: str, root: str | Path | None, is_root: Callable[[Path], bool],
+              subfolders: Sequence[str], how_to_get: str) -> Path:
+    """The dataset's folder: ``root`` or one of its ``subfolders`` (``""`` for itself) where
+    ``is_root`` holds, else the same under ``$SEMIBOOK_DATA`` (see
+    :func:`semibook.data.sources.search`, which names every place tried when none fits)."""
+    def read(place: Path) -> Path | None:
+        return next((place / sub for sub in subfolders if is_root(place / sub)), None)
+    found, _ = search(name, str(root) if root else None, [], read, None, None, how_to_get)
+    return found
 
 
 # -- reading files --------------------------------------------------------------------------------
@@ -145,6 +159,25 @@ class SegmentationFiles(Dataset):
 
     def __repr__(self) -> str:
         return f"SegmentationFiles({len(self)} samples, transform={self.transform})"
+
+
+def fixed_size(files: "SegmentationFiles", size: int, workers: int = 8
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every sample of ``files`` at one size, for the engine's in-memory batches: the shorter
+    side resized to ``size`` (image bilinear, mask nearest), then the centre ``size`` x
+    ``size`` crop. Returns uint8 images (N, 3, size, size) and int64 label maps (N, size,
+    size). Files are read in ``workers`` threads (decoding releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int):
+        image, mask = files.read(i)
+        image, mask = TF.resize(image, size, antialias=True), TF.resize(mask, size)
+        return TF.center_crop(image, [size, size]), TF.center_crop(mask, [size, size])
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pairs = list(pool.map(one, range(len(files))))
+    x = torch.stack([p[0].as_subclass(torch.Tensor) for p in pairs])
+    y = torch.stack([p[1].as_subclass(torch.Tensor) for p in pairs]).long()
+    return x, y
 
 
 def _to_output(t):

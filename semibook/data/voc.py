@@ -19,14 +19,13 @@ and "blended", whose 1/16 ... 1/2 are drawn from all 10,582 (see :func:`make_spl
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import ConfigError, choose
+from . import segsets
 from .segsets import (IdSplit, SegmentationFiles, make_fraction_split, make_label_map,
                       read_id_list)
-from .sources import DataNotFoundError, search
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -56,23 +55,9 @@ def _is_root(folder: Path) -> bool:
                  or (folder / "SegmentationClassAug").is_dir()))
 
 
-def _read(place: Path) -> Path | None:
-    for sub in SUBFOLDERS:
-        if _is_root(place / sub):
-            return place / sub
-    return None
-
-
 def find_root(root: str | Path | None = None) -> Path:
     """The VOC2012 folder: ``root`` (or a folder holding it), else ``$SEMIBOOK_DATA``."""
-    if root and _is_root(Path(root).expanduser()):
-        return Path(root).expanduser()
-    if not root and not os.environ.get("SEMIBOOK_DATA"):
-        raise DataNotFoundError(f"PASCAL VOC 2012 not found: no data root given and "
-                                f"$SEMIBOOK_DATA is not set. {HOW_TO_GET}")
-    found, _ = search("PASCAL VOC 2012", str(root) if root else None, [], _read, None, None,
-                      HOW_TO_GET)
-    return found
+    return segsets.find_root("PASCAL VOC 2012", root, _is_root, SUBFOLDERS, HOW_TO_GET)
 
 
 def list_ids(root: str | Path | None, split: str) -> list[str]:

@@ -9,12 +9,14 @@ otherwise, e.g. in a notebook).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 
 from ..config import Config, ConfigError
 from ..data import ImageSet, load_dataset
-from ..data.splits import Split, load_or_make_split
+from ..data.splits import Split, load_or_make_split, make_split
 from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
 from ..metrics import SegmentationMeter, sliding_window_logits
 from ..methods import get_method_class
@@ -34,13 +36,14 @@ from ..methods.base import Batch, DataSpec, SemiMethod
 from ..models import ema_update
 from ..paths import ROOT, results_dir, runs_dir
 from ..tracking import agreement
-from .checkpoint import load_checkpoint, save_checkpoint
+from . import distributed
+from .checkpoint import atomic_write_text, load_checkpoint, load_weights, save_checkpoint
 from .schedules import set_step_hparams
 from .seed import device_name, numpy_rng, pick_device, seed_everything, step_seed, torch_generator
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """A NaN or infinite loss (``Config.skip_nonfinite`` skips such steps instead)."""
 
 
 class StepData:
@@ -56,6 +59,9 @@ class StepData:
         self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
         self.x_u, self.y_u = data.x_train[unl].to(device), data.y_train[unl].to(device)
         self._perms: dict[tuple[int, int], torch.Tensor] = {}
+        self.dist = distributed.current()  # several processes: each keeps its share of a batch
+        self.memory_format = torch.channels_last if speed_options(cfg, device)["channels_last"] \
+            else torch.contiguous_format
 
     def _perm(self, which: int, n: int, epoch: int) -> torch.Tensor:
         key = (which, epoch)
@@ -63,17 +69,19 @@ class StepData:
             if len(self._perms) > 8:
                 self._perms.clear()
             g = torch_generator(self.cfg.seed, 2 * epoch + which, "data")
-            self._perms[key] = torch.randperm(n, generator=g)
+            self._perms[key] = torch.randperm(n, generator=g).to(self.device)
         return self._perms[key]
 
     def indices(self, which: int, n: int, batch: int, step: int) -> torch.Tensor:
-        pos = torch.arange(step * batch, (step + 1) * batch)
-        epochs, offs = pos // n, pos % n
-        out = torch.empty(batch, dtype=torch.long)
-        for e in epochs.unique().tolist():
-            sel = epochs == e
-            out[sel] = self._perm(which, n, e)[offs[sel]]
-        return out.to(self.device)
+        """Slices of the epochs' permutations, which live on the device (copied once per
+        epoch), so a step's indices need no host-to-device copy."""
+        parts, pos, end = [], step * batch, (step + 1) * batch
+        while pos < end:
+            epoch, off = divmod(pos, n)
+            take = min(n - off, end - pos)
+            parts.append(self._perm(which, n, epoch)[off:off + take])
+            pos += take
+        return torch.cat(parts)
 
     def views(self, x: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
         """k augmented views (padding in pixel space, so zeros are the black background),
@@ -104,9 +112,16 @@ class StepData:
             vl, y_l = self.views(self.x_l[il], views_l, gen), self.y_l[il]
             vu, y_u = (self.views(self.x_u[iu], views_u, gen), self.y_u[iu]) if views_u \
                 else ([], None)
+        if self.memory_format is torch.channels_last:
+            vl, vu = ([v.contiguous(memory_format=torch.channels_last) for v in vs]
+                      for vs in (vl, vu))
+        if self.dist.active:  # the global batch was drawn and augmented; keep this rank's share
+            vl, vu, y_l, y_u, ys_l = (distributed.shard(v, self.dist)
+                                      for v in (vl, vu, y_l, y_u, ys_l))
+        rank = self.dist.rank
         return Batch(y_l=y_l, views_l=vl, views_u=vu,
-                     gen=torch_generator(self.cfg.seed, step, "method"),
-                     rng=numpy_rng(self.cfg.seed, step, "method"), y_u=y_u, ys_l=ys_l)
+                     gen=torch_generator(self.cfg.seed, step, "method", rank),
+                     rng=numpy_rng(self.cfg.seed, step, "method", rank), y_u=y_u, ys_l=ys_l)
 
 
 def encode(t: torch.Tensor) -> dict[str, Any]:
@@ -130,7 +145,8 @@ def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x_uint8: torch.Tensor, prep, batch: int,
-            device: torch.device, window: tuple[int, int, int] | None = None) -> torch.Tensor:
+            device: torch.device, window: tuple[int, int, int] | None = None,
+            bf16: bool | None = None) -> torch.Tensor:
     """Predicted labels (class ids, or label maps) of ``model`` in eval mode over uint8
     images; ``prep`` turns a uint8 batch into the model's input; ``window`` = (crop, stride,
     classes) evaluates segmentation with sliding windows. Returned on the CPU."""
@@ -139,15 +155,28 @@ def predict(model: nn.Module, x_uint8: torch.Tensor, prep, batch: int,
     out = []
     for i in range(0, len(x_uint8), batch):
         x = prep(x_uint8[i:i + batch].to(device))
-        with _autocast(device):
+        with _autocast(device, bf16):
             logits = sliding_window_logits(model, x, *window) if window else model(x)
         out.append(logits.argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def speed_options(cfg: Config, device: torch.device) -> dict[str, bool]:
+    """The run's speed options resolved for ``device``. ``auto`` turns bf16 autocast,
+    channels-last and the fused optimizer on for CUDA only: on the CPU they would cost time or
+    change the numbers, and CPU runs stay bit-exact. ``compile`` is off unless asked for."""
+    cuda = device.type == "cuda"
+    on = lambda v: cuda if v == "auto" else v == "on"
+    return {"bf16": cuda if cfg.precision == "auto" else cfg.precision == "bf16",
+            "channels_last": on(cfg.channels_last), "fused": on(cfg.fused_optimizer),
+            "compile": bool(cfg.compile)}
+
+
+def _autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast: on CUDA by default, elsewhere only when asked (``bf16=True``)."""
+    on = device.type == "cuda" if bf16 is None else bf16
+    return torch.autocast(device.type if on else "cpu", dtype=torch.bfloat16, enabled=on)
 
 
 def _git_commit() -> dict[str, Any]:
@@ -196,11 +225,48 @@ class Progress:
             self.bar.close()
 
 
-def build_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(cfg: Config, params: list[nn.Parameter],
+                    device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The run's optimizer; fused (one kernel for all parameters) where ``speed_options`` says
+    so for ``device``."""
+    kw = {"fused": True} if device is not None and speed_options(cfg, device)["fused"] else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay)
+                           weight_decay=cfg.weight_decay, **kw)
+
+
+def train_step(trainer: "Trainer", opt: torch.optim.Optimizer, step: int,
+               data: Any = None) -> tuple[torch.Tensor, dict[str, Any], float, bool]:
+    """One training step, as ``fit`` runs it: this step's seeds and learning rate, the batch,
+    the method's loss under the run's precision, backward, optimizer, decoupled weight decay,
+    EMA updates and the method's after-step. No host synchronisation unless
+    ``cfg.skip_nonfinite`` (deciding to skip needs the loss's value). ``data`` replaces the
+    run's batch source (anything with ``batch(step, views_l, views_u)``; the benchmark's
+    reference loader). Returns (loss, logs as tensors or floats, lr, updated)."""
+    cfg, method, device = trainer.cfg, trainer.method, trainer.device
+    torch.manual_seed(step_seed(cfg.seed, step, "global"))
+    lr = set_step_hparams(opt, cfg, step, method.extra_optimizers().values())
+    batch = (data or trainer.data).batch(step, method.views_l, method.views_u)
+    method.train()
+    # a skipped step must not leave its forward passes' batch-norm statistics behind either
+    saved = [b.detach().clone() for b in method.buffers()] if cfg.skip_nonfinite else None
+    with _autocast(device, trainer.bf16):
+        loss, logs = (trainer.step_fn or method.training_step)(batch, step)
+    if cfg.skip_nonfinite and not distributed.all_finite(loss):
+        with torch.no_grad():
+            for b, old in zip(method.buffers(), saved):
+                b.copy_(old)
+        return loss.detach(), logs, lr, False  # no update of any weight, EMA or second player
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if cfg.decoupled_wd:
+        with torch.no_grad():
+            torch._foreach_mul_(trainer.decay, 1.0 - cfg.decoupled_wd * lr)
+    for avg, src, d in method.ema_pairs(step):
+        ema_update(avg, src, d)
+    return loss.detach(), {"loss": loss.detach(), **logs, **method.after_step(step)}, lr, True
 
 
 @dataclass
@@ -215,6 +281,19 @@ class Trainer:
     track_y: torch.Tensor
     image_set: ImageSet
     device: torch.device
+    step_fn: Any = None  # runs method.training_step; inside DistributedDataParallel when wrapped
+    test_index: Any = None  # positions of test_x in the test set, of track_x in the train set
+    track_index: Any = None
+
+    @cached_property
+    def decay(self) -> list[nn.Parameter]:
+        """The kernels (conv and dense weights) that decoupled weight decay shrinks."""
+        return [p for p in self.method.trainable_parameters() if p.ndim > 1]
+
+    @property
+    def bf16(self) -> bool:
+        """Whether this run computes in bf16 autocast (training and evaluation alike)."""
+        return speed_options(self.cfg, self.device)["bf16"]
 
     @property
     def segmentation(self) -> bool:
@@ -247,15 +326,20 @@ class Trainer:
         model = next(iter(self.method.eval_models().values()))
         pairs = self.method.agreement_pairs()
         teacher = next(iter(pairs.values()))[0] if pairs else model
-        out = {"test_index": list(range(min(n, len(self.test_x)))),
-               "test_pred": encode(predict(model, self.test_x[:n], self.prep, n, self.device)),
+        k = min(n, len(self.test_x))
+        out = {"test_index": (self.test_index[:k].tolist() if self.test_index is not None
+                              else list(range(k))),
+               "test_pred": encode(predict(model, self.test_x[:n], self.prep, n, self.device,
+                                                  bf16=self.bf16)),
                "track_model": next(iter(pairs), "model")}
         was = teacher.training
         teacher.eval()
         x = self.prep(self.track_x[:n].to(self.device))
-        with _autocast(self.device):
+        with _autocast(self.device, self.bf16):
             conf, pseudo = F.softmax(teacher(x).float(), 1).max(1)
         teacher.train(was)
+        if self.track_index is not None:
+            out["track_index"] = self.track_index[:n].tolist()
         out["track_conf"] = encode((conf * 255).round().byte().cpu())
         out["track_pseudo"] = encode(pseudo.byte().cpu())
         return out
@@ -269,7 +353,7 @@ class Trainer:
                       self.image_set.info.num_classes)
         for i, (name, model) in enumerate(self.method.eval_models().items()):
             scores = self.score(predict(model, self.test_x, self.prep, cfg.eval_batch,
-                                        self.device, window))
+                                        self.device, window, self.bf16))
             if i == 0:
                 out.update(scores)
             else:
@@ -278,12 +362,12 @@ class Trainer:
         agree = {}
         ignore = self.image_set.info.ignore_index if self.segmentation else None
         for pair, (a, b) in self.method.agreement_pairs().items():
-            pa = predict(a, self.track_x, self.prep, cfg.eval_batch, self.device)
-            pb = predict(b, self.track_x, self.prep, cfg.eval_batch, self.device)
+            pa = predict(a, self.track_x, self.prep, cfg.eval_batch, self.device, bf16=self.bf16)
+            pb = predict(b, self.track_x, self.prep, cfg.eval_batch, self.device, bf16=self.bf16)
             agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
         if self.segmentation:
             x = self.prep(self.track_x.to(self.device))
-            with _autocast(self.device):
+            with _autocast(self.device, self.bf16):
                 labels = self.method.tracked_labels(x)
             for pair, (pa, pb) in labels.items():
                 agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
@@ -292,28 +376,53 @@ class Trainer:
         return out
 
 
-def prepare(cfg: Config, device: torch.device | None = None) -> tuple[Trainer, Split]:
+def prepare(cfg: Config, device: torch.device | None = None,
+            image_set: ImageSet | None = None) -> tuple[Trainer, Split]:
     """Load data and split, build the method on the device. Raises before anything is written
-    when the data is missing or the split does not fit."""
+    when the data is missing or the split does not fit. An ``image_set`` given (the benchmark's
+    images of the paper shapes) is used as it is, with a split drawn in memory."""
     device = device or pick_device()
-    image_set = load_dataset(cfg.dataset, cfg.data_root)
+    given = image_set is not None
+    image_set = image_set if given else load_dataset(cfg.dataset, cfg.data_root)
     info = image_set.info
     if cfg.labels > len(image_set.y_train):
         raise ConfigError(f"label count {cfg.labels} is larger than the {len(image_set.y_train)} "
                           f"training images found in {image_set.source}")
-    split = load_or_make_split(cfg.dataset, image_set.y_train, cfg.labels, cfg.seed,
-                               info.num_classes)
+    if given:
+        split = make_split(image_set.y_train, cfg.labels, cfg.seed, info.num_classes, info.name,
+                           balanced=image_set.y_train.ndim == 1)
+    else:
+        split = load_or_make_split(cfg.dataset, image_set.y_train, cfg.labels, cfg.seed,
+                                   info.num_classes)
     seed_everything(step_seed(cfg.seed, 0, "init"))
     spec = DataSpec(info.num_classes, info.in_channels, info.classes, info.task,
                     image_set.mean, image_set.std, info.ignore_index)
     method = get_method_class(cfg.method)(cfg, spec).to(device)
+    opts = speed_options(cfg, device)
+    if opts["channels_last"]:
+        method.to(memory_format=torch.channels_last)
+    if opts["compile"]:  # in place, so state_dict keys and EMA copies stay as they are
+        for net in method.children():
+            for m in (net if isinstance(net, nn.ModuleList) else [net]):
+                m.compile()
     data = StepData(image_set, split, cfg, device)
     ti = _fixed_subset(len(image_set.y_test), cfg.eval_size, salt=2024)
     ki = _fixed_subset(len(split.unlabeled), cfg.track_size, salt=2025)
     unl = torch.as_tensor(split.unlabeled)[ki]
     trainer = Trainer(cfg, method, data, image_set.x_test[ti], image_set.y_test[ti],
-                      image_set.x_train[unl], image_set.y_train[unl], image_set, device)
+                      image_set.x_train[unl], image_set.y_train[unl], image_set, device,
+                      test_index=ti, track_index=unl)
     return trainer, split
+
+
+def _config_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
+    """Fields in which ``cfg`` differs from a stored config (fields added to :class:`Config`
+    since it was written take their defaults)."""
+    try:
+        old = Config.from_dict(old).to_dict()
+    except (ConfigError, TypeError):
+        pass
+    return cfg.diff(old)
 
 
 def _check_run_dir(run_dir: Path, cfg: Config, resume: bool, overwrite: bool) -> None:
@@ -323,9 +432,13 @@ def _check_run_dir(run_dir: Path, cfg: Config, resume: bool, overwrite: bool) ->
     if overwrite:
         shutil.rmtree(run_dir)
         return
-    old = json.loads(cfg_path.read_text())
-    if old != cfg.to_dict():
-        diff = sorted(k for k in set(old) | set(cfg.to_dict()) if old.get(k) != cfg.to_dict().get(k))
+    try:
+        old = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise ConfigError(f"{cfg_path}: not a config file ({e}); pass --overwrite to replace "
+                          f"the run") from None
+    diff = _config_diff(cfg, old)
+    if diff:
         raise ConfigError(f"{run_dir} holds a run with a different config (differs in: "
                           f"{', '.join(diff)}); pass --overwrite to replace it")
     if not resume:
@@ -343,84 +456,108 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     """
     run_dir = Path(run_dir)
     device = device if isinstance(device, torch.device) else pick_device(device)
+    ranks, device = distributed.setup(device)  # torchrun: join the group; rank 0 writes
     trainer, split = prepare(cfg, device)  # fails before anything is written
-    _check_run_dir(run_dir, cfg, resume, overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
-    method, data = trainer.method, trainer.data
-    opt = build_optimizer(cfg, method.trainable_parameters())
-    decay = [p for p in method.trainable_parameters() if p.ndim > 1]  # conv and dense kernels
+    distributed.check(cfg, trainer.method, ranks)
+    if ranks.main or not overwrite:
+        _check_run_dir(run_dir, cfg, resume, overwrite)
+    distributed.barrier()  # every rank has seen the folder as it was before rank 0 writes
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+    method = trainer.method
+    opt = build_optimizer(cfg, method.trainable_parameters(), device)
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
     start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
     code = _git_commit()  # the code this run starts from (kept across resumes)
+    # the current logging window (steps since the last train row), checkpointed with the rest
+    sums: dict[str, torch.Tensor] = {}
+    count = skipped = 0
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.method)
-        if state["config"] != cfg.to_dict():
-            raise ConfigError(f"{ckpt_path}: checkpoint of a different config")
-        method.load_state_dict(state["method"])
-        opt.load_state_dict(state["optimizer"])
+        diff = _config_diff(cfg, state["config"])
+        if diff:
+            raise ConfigError(f"{ckpt_path}: checkpoint of a different config (differs in: "
+                              f"{', '.join(diff)})")
+        load_weights(method, state["method"], ckpt_path, f"{cfg.method} models")
+        load_weights(opt, state["optimizer"], ckpt_path, "optimizer")
         for name, o in method.extra_optimizers().items():
-            o.load_state_dict(state["extra_optimizers"][name])
+            load_weights(o, state["extra_optimizers"][name], ckpt_path, f"{name} optimizer")
         start, elapsed_before, started_at = state["step"], state["elapsed_s"], state["started_at"]
         code = state.get("code", code)
-        if hist_path.exists():  # drop what was logged after the checkpoint
-            lines = [ln for ln in hist_path.read_text().splitlines()
-                     if ln and json.loads(ln)["step"] <= start]
-            hist_path.write_text("".join(ln + "\n" for ln in lines))
-    elif hist_path.exists():
+        sums = {k: v.to(device) for k, v in state.get("log_sums", {}).items()}
+        count, skipped = state.get("log_count", 0), state.get("log_skipped", 0)
+        if hist_path.exists() and ranks.main:  # drop what was logged after the checkpoint,
+            kept = []  # and a line torn by a kill
+            for ln in hist_path.read_text().splitlines():
+                try:
+                    row = json.loads(ln)
+                except ValueError:
+                    continue
+                if row["step"] <= start:
+                    kept.append(ln)
+            atomic_write_text(hist_path, "".join(ln + "\n" for ln in kept))
+    elif hist_path.exists() and ranks.main:
         hist_path.unlink()
+    trainer.step_fn = distributed.wrap(method, ranks, device, trainer.segmentation)
 
     def checkpoint(step: int) -> None:
+        if not ranks.main:
+            return
         save_checkpoint(ckpt_path, {"step": step, "config": cfg.to_dict(),
                                     "method": method.state_dict(), "optimizer": opt.state_dict(),
                                     "extra_optimizers": {k: o.state_dict() for k, o in
                                                          method.extra_optimizers().items()},
                                     "elapsed_s": elapsed_before + time.time() - t0,
-                                    "started_at": started_at, "code": code})
+                                    "started_at": started_at, "code": code,
+                                    "log_sums": dict(sums), "log_count": count,
+                                    "log_skipped": skipped})
+
+    bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def stop_if_nonfinite() -> None:
+        first = distributed.first_bad(bad)  # the same answer on every rank
+        if first >= 0:
+            terms = ", ".join(f"{k}={float(v) / max(count, 1):.4g}" for k, v in sums.items())
+            last = ckpt_path if ckpt_path.exists() else "none yet"
+            raise NonFiniteLossError(
+                f"non-finite loss at step {first} (means of the steps since the last log: "
+                f"{terms}); last good checkpoint: {last} (skip such steps with --skip-nonfinite)")
 
     t0 = time.time()
-    bar = Progress(cfg.steps, start, progress)
+    bar = Progress(cfg.steps, start, progress and ranks.main)
     bar.line(f"{cfg.method} on {cfg.dataset} ({cfg.labels} labels, seed {cfg.seed}, profile "
              f"{cfg.profile}): {cfg.steps} steps on {device_name(device)}; data from "
              f"{trainer.image_set.source}")
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    with open(hist_path, "a") as hist:
+    with open(hist_path if ranks.main else os.devnull, "a") as hist:
         for step in range(start, cfg.steps):
             if stop_after is not None and step - start >= stop_after:
                 break
-            torch.manual_seed(step_seed(cfg.seed, step, "global"))
-            lr = set_step_hparams(opt, cfg, step, method.extra_optimizers().values())
-            batch = data.batch(step, method.views_l, method.views_u)
-            method.train()
-            with _autocast(device):
-                loss, logs = method.training_step(batch, step)
-            if not torch.isfinite(loss):
-                terms = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
-                raise NonFiniteLossError(f"non-finite loss at step {step}: loss={loss.item()}, "
-                                         f"{terms}; last good checkpoint: {ckpt_path}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if cfg.decoupled_wd:
-                with torch.no_grad():
-                    torch._foreach_mul_(decay, 1.0 - cfg.decoupled_wd * lr)
-            for avg, src, d in method.ema_pairs(step):
-                ema_update(avg, src, d)
-            logs = {"loss": loss.detach(), **logs, **method.after_step(step)}
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float32).detach()
-            count += 1
+            loss, logs, lr, updated = train_step(trainer, opt, step)
+            if not updated:
+                skipped += 1
+            else:
+                if not cfg.skip_nonfinite:  # the first bad step, kept on the device (no sync)
+                    bad = torch.where(torch.isfinite(loss) | (bad >= 0), bad, step)
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float32).detach()
+                count += 1
             done = step + 1
+            if done % cfg.log_every == 0 or done % cfg.eval_every == 0 or done == cfg.steps or (
+                    cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+                stop_if_nonfinite()  # before anything of this window is written
             if done % cfg.log_every == 0 or done == cfg.steps:
+                sums = distributed.average(sums)  # several processes: the global batch's means
                 row = {"kind": "train", "step": done, "lr": lr,
                        **{k: float(v) / count for k, v in sums.items()}}
+                if cfg.skip_nonfinite:
+                    row["skipped_nonfinite"] = skipped
                 hist.write(json.dumps(row) + "\n")
                 bar.step({k: row[k] for k in sums})
-                sums, count = {}, 0
+                sums, count, skipped = {}, 0, 0
             else:
                 bar.step({})
-            if done % cfg.eval_every == 0 or done == cfg.steps:
+            if (done % cfg.eval_every == 0 or done == cfg.steps) and ranks.main:
                 row = trainer.evaluate(done)
                 row["elapsed_s"] = round(elapsed_before + time.time() - t0, 2)
                 hist.write(json.dumps(row) + "\n")
@@ -434,7 +571,10 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
             elif cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
                 hist.flush()
                 checkpoint(done)
+    stop_if_nonfinite()
     bar.close()
+    if not ranks.main:  # rank 0 evaluates and writes
+        return {"rank": ranks.rank, "finished": None}
     history = [json.loads(ln) for ln in hist_path.read_text().splitlines() if ln]
     finished = bool(history) and any(r["kind"] == "eval" and r["step"] == cfg.steps
                                      for r in history)
@@ -442,7 +582,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
                            elapsed_before + time.time() - t0, finished, trainer.metric, code)
     if finished and trainer.segmentation:
         results["samples"] = trainer.samples()
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1) + "\n")
     return results
 
 
@@ -463,6 +603,8 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
         "split_sha256": split.sha256, **(code or _git_commit()), "device": device_name(device),
         "versions": _versions(), "started_at": started_at, "elapsed_s": round(elapsed, 1),
         "history": history,
+        "skipped_nonfinite": sum(r.get("skipped_nonfinite", 0) for r in history
+                                 if r["kind"] == "train"),
         "metric": metric,
         "last": {k: evals[-1][k] for k in evals[-1] if k.startswith(metric)} | {
             "step": evals[-1]["step"]} if evals else None,
@@ -487,10 +629,10 @@ def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
                   progress=progress, device=device)
     if save_results is None:
         save_results = cfg.profile != "smoke"
-    if save_results and results["finished"]:
+    if save_results and results.get("finished"):
         out = results_dir() / result_name(cfg)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
+        atomic_write_text(out, json.dumps(results, indent=1) + "\n")
         results["results_file"] = str(out)
     return results
 
@@ -503,10 +645,19 @@ def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str,
     for f in files:
         r = json.loads(f.read_text())
         if all(r.get(k) == v for k, v in match.items()):
-            r["results_file"] = str(f)
+            r["results_file"], r["loaded"] = str(f), True
             out.append(r)
     return out
 
+
+
+def same_config(results: dict[str, Any], cfg: Config) -> bool:
+    """Whether a results file was written by a run of exactly ``cfg`` (fields added to
+    :class:`Config` since the file was written take their defaults)."""
+    try:
+        return Config.from_dict(results["config"]).to_dict() == cfg.to_dict()
+    except (ConfigError, TypeError, KeyError):
+        return False
 
 
 def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
@@ -516,12 +667,7 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
     if cfg.profile != "smoke":
         for r in load_results(method=cfg.method, dataset=cfg.dataset, labels=cfg.labels,
                               seed=cfg.seed, profile=cfg.profile):
-            try:  # fields added since the file was written take their defaults
-                same = Config.from_dict(r["config"]).to_dict() == cfg.to_dict()
-            except (ConfigError, TypeError):
-                same = False
-            if same and r.get("finished"):
-                r["loaded"] = True
+            if same_config(r, cfg) and r.get("finished"):
                 return r
     if cfg.profile != "smoke" and pick_device().type == "cpu":
         print(f"note: no finished results file for this {cfg.method} config in "
@@ -538,6 +684,6 @@ def provenance(res: dict[str, Any]) -> str:
     warn = "  [smoke profile: checks the code path only; not a result]" \
         if res["profile"] == "smoke" else ""
     over = f", overrides {res['overrides']}" if res.get("overrides") else ""
-    commit = (res.get("git_commit") or "unknown")[:8]
+    commit = (res.get("git_commit") or "unknown")[:8] + ("+changes" if res.get("git_dirty") else "")
     return (f"{res['method']}: {how}; profile {res['profile']}{over}; {res['config']['steps']} "
             f"steps on {res['device']}; commit {commit}; {res['elapsed_s']:.0f} s{warn}")

@@ -15,18 +15,24 @@ import torch
 STREAMS = {"data": 1, "augment": 2, "method": 3, "init": 4, "global": 5}
 
 
-def step_seed(seed: int, step: int, stream: str) -> int:
-    """A 63-bit seed for (run seed, step, stream), mixed by numpy's SeedSequence."""
-    ss = np.random.SeedSequence([seed, step, STREAMS[stream]])
+def _entropy(seed: int, step: int, stream: str, rank: int) -> list[int]:
+    # rank 0 (and a single process) draws exactly what it drew before ranks existed
+    return [seed, step, STREAMS[stream]] + ([rank] if rank else [])
+
+
+def step_seed(seed: int, step: int, stream: str, rank: int = 0) -> int:
+    """A 63-bit seed for (run seed, step, stream[, rank of a multi-process run]), mixed by
+    numpy's SeedSequence."""
+    ss = np.random.SeedSequence(_entropy(seed, step, stream, rank))
     return int(ss.generate_state(1, dtype=np.uint64)[0]) & (2**63 - 1)
 
 
-def torch_generator(seed: int, step: int, stream: str) -> torch.Generator:
-    return torch.Generator().manual_seed(step_seed(seed, step, stream))
+def torch_generator(seed: int, step: int, stream: str, rank: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(step_seed(seed, step, stream, rank))
 
 
-def numpy_rng(seed: int, step: int, stream: str) -> np.random.Generator:
-    return np.random.default_rng([seed, step, STREAMS[stream]])
+def numpy_rng(seed: int, step: int, stream: str, rank: int = 0) -> np.random.Generator:
+    return np.random.default_rng(_entropy(seed, step, stream, rank))
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,225 @@
+"""Reproduce a results table: ``python -m semibook reproduce classification``.
+
+A table is a list of runs (method, dataset, labels, seed) at the ``full`` profile: every method
+of the table on each of its label counts, plus supervised-only training with every training
+label (the fully supervised ceiling), each for seeds 0, 1 and 2. A run whose results file in
+``results/`` already holds a finished run of exactly the same config is skipped; a run folder
+left by an interrupted run of the same config is resumed from its checkpoint; everything else
+is trained with :func:`semibook.engine.loop.run`, which writes the results file.
+
+The label counts of the tables live in :data:`TABLE_LABELS`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import Config, choose, make_config
+from .data import dataset_info
+from .engine.loop import NonFiniteLossError, default_run_dir, result_name, run, same_config
+from .paths import results_dir
+
+SEEDS = (0, 1, 2)
+
+# The label counts of each table: the one place to change them. Classification: 250 labels is
+# MixMatch's headline setting (CIFAR-10 with 250 labels), 1000 a setting both MixMatch and Mean
+# Teacher report. Segmentation: labeled scenes out of the 10,000 training scenes of
+# fashion-scenes (the small splits must leave a large gap to full supervision).
+TABLE_LABELS: dict[str, tuple[int, ...]] = {
+    "classification": (250, 1000),
+    "segmentation": (50, 100, 200),
+}
+
+CEILING_METHOD = "supervised"
+
+
+@dataclass(frozen=True)
+class Table:
+    """Methods of one task on one dataset at several label counts, plus the ceiling.
+    ``full_labels`` is the ceiling's label count (default: every training image)."""
+    name: str
+    dataset: str
+    methods: tuple[str, ...]
+    labels: tuple[int, ...]
+    full_labels: int | None = None
+
+    @property
+    def ceiling_labels(self) -> int:
+        return self.full_labels or dataset_info(self.dataset).train_size
+
+
+TABLES: dict[str, Table] = {
+    "classification": Table("classification", "fashion-mnist",
+                            ("supervised", "mixmatch", "mean_teacher"),
+                            TABLE_LABELS["classification"]),
+    "segmentation": Table("segmentation", "fashion-scenes",
+                          ("supervised", "mean_teacher", "adversarial", "cps", "cps_cutmix",
+                           "dual_teacher"), TABLE_LABELS["segmentation"]),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run of a table; ``ceiling`` marks supervised-only training with every label."""
+    method: str
+    dataset: str
+    labels: int
+    seed: int
+    ceiling: bool = False
+
+    def command(self, profile: str = "full") -> str:
+        return (f"python -m semibook run --method {self.method} --dataset {self.dataset} "
+                f"--labels {self.labels} --profile {profile} --seed {self.seed}")
+
+
+def get_table(table: str | Table) -> Table:
+    return table if isinstance(table, Table) else TABLES[choose("table", table, TABLES)]
+
+
+def entries(table: str | Table, seeds=SEEDS, methods=None) -> list[Entry]:
+    """The runs of a table, label count by label count, then the ceiling. ``methods`` keeps
+    only those methods (the ceiling is a ``supervised`` run)."""
+    t = get_table(table)
+    keep = list(t.methods) if methods is None else [choose("method", m, t.methods)
+                                                    for m in methods]
+    out = [Entry(m, t.dataset, n, s) for n in t.labels for m in t.methods if m in keep
+           for s in seeds]
+    if CEILING_METHOD in keep:
+        out += [Entry(CEILING_METHOD, t.dataset, t.ceiling_labels, s, ceiling=True)
+                for s in seeds]
+    return out
+
+
+def status(cfg: Config) -> tuple[str, dict[str, Any] | None]:
+    """``done`` (a finished results file of this config), ``stale`` (the results file holds
+    another config or an unfinished run; it will be replaced) or ``missing``."""
+    path = results_dir() / result_name(cfg)
+    if not path.exists():
+        return "missing", None
+    res = json.loads(path.read_text())
+    res["results_file"] = str(path)
+    if same_config(res, cfg) and res.get("finished"):
+        return "done", res
+    return "stale", res
+
+
+def plan(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
+         overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each run of the table with its config, status and (when done) its results."""
+    rows = []
+    for e in entries(table, seeds, methods):
+        cfg = make_config(e.method, e.dataset, e.labels, e.seed, profile, **(overrides or {}))
+        st, res = status(cfg)
+        rows.append({"entry": e, "config": cfg, "status": st,
+                     "results": res if st == "done" else None})
+    return rows
+
+
+def _resumable(cfg: Config) -> bool:
+    """A run folder of this very config exists (e.g. an interrupted run): continue it."""
+    path = default_run_dir(cfg) / "config.json"
+    try:
+        return path.exists() and json.loads(path.read_text()) == cfg.to_dict()
+    except (OSError, ValueError):
+        return False
+
+
+def describe(row: dict[str, Any]) -> str:
+    """One line: method, dataset, labels, seed and profile of a planned run."""
+    e = row["entry"]
+    return (f"{e.method:<13} {e.dataset} {e.labels:>6} labels{' (ceiling)' if e.ceiling else ''}"
+            f"  seed {e.seed}  {row['config'].profile}")
+
+
+def reproduce(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
+              dry_run: bool = False, device: str | None = None, progress: bool = True,
+              overrides: dict[str, Any] | None = None,
+              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run what is not done yet of ``table`` (one line per run says what happens to it);
+    ``dry_run`` only lists. Returns the plan, with ``status`` ``ran`` for the runs trained now
+    and ``failed`` for those stopped by a non-finite loss (the others still run).
+    Smoke-profile runs are never written to ``results/``, so they are never ``done``."""
+    rows = plan(table, seeds, methods, profile, overrides)
+    todo = [r for r in rows if r["status"] != "done"]
+    for r in rows:
+        echo(f"{r['status']:<8} {describe(r)}")
+    echo(f"{len(rows) - len(todo)} of {len(rows)} runs done, {len(todo)} to run"
+         + (" (smoke runs are never saved as results)" if profile == "smoke" else ""))
+    if dry_run:
+        return rows
+    for i, r in enumerate(todo, 1):
+        cfg = r["config"]
+        resume = _resumable(cfg)
+        echo(f"[{i}/{len(todo)}] {'resuming' if resume else 'training'} {describe(r)}")
+        try:
+            res = run(cfg, resume=resume, overwrite=not resume, progress=progress,
+                      device=device)
+        except NonFiniteLossError as e:
+            echo(f"failed: {e}")
+            r["status"] = "failed"
+            continue
+        r["status"], r["results"] = "ran", res
+    failed = [r for r in todo if r["status"] == "failed"]
+    if failed:
+        echo(f"{len(failed)} run(s) failed: " + "; ".join(describe(r) for r in failed))
+    return rows
+
+
+def collect(table: str | Table, profile: str = "full", seeds=SEEDS, methods=None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The finished results of a table, grouped for :func:`semibook.report.results_table`:
+    ``by_labels`` maps each label count to ``{method: [results over seeds]}`` (methods without
+    any finished run left out), ``ceiling`` holds the fully supervised runs, and ``missing``
+    the entries without a finished results file of their exact config."""
+    t = get_table(table)
+    rows = plan(t, seeds, methods, profile, overrides)
+    by_labels: dict[int, dict[str, list]] = {n: {} for n in t.labels}
+    ceiling, missing = [], []
+    for r in rows:
+        e = r["entry"]
+        if r["status"] != "done":
+            missing.append(e)
+        elif e.ceiling:
+            ceiling.append(r["results"])
+        else:
+            by_labels[e.labels].setdefault(e.method, []).append(r["results"])
+    return {"table": t, "profile": profile, "by_labels": by_labels, "ceiling": ceiling,
+            "missing": missing, "runs": len(rows)}
+
+
+def table_markdown(got: dict[str, Any], labels: int) -> str:
+    """The Markdown table of one label count of a :func:`collect` ed table: mean ± std over
+    seeds, the gain over supervised-only and the share of the gap to the fully supervised
+    ceiling that each method closes (see :func:`semibook.report.results_table`)."""
+    from .report import results_table
+
+    runs = dict(got["by_labels"].get(labels, {}))
+    if not runs:
+        return f"No finished run with {labels} labels yet."
+    ceiling = None
+    if got["ceiling"]:
+        ceiling = f"fully supervised ({got['table'].ceiling_labels} labels)"
+        runs[ceiling] = got["ceiling"]
+    return results_table(runs, baseline=CEILING_METHOD, ceiling=ceiling)
+
+
+def missing_markdown(got: dict[str, Any]) -> str:
+    """Which runs of a :func:`collect` ed table have no results file yet, and the commands
+    that produce them ('' when none is missing)."""
+    missing, t, profile = got["missing"], got["table"], got["profile"]
+    if not missing:
+        return ""
+    groups: dict[tuple[str, int, bool], list[int]] = {}
+    for e in missing:
+        groups.setdefault((e.method, e.labels, e.ceiling), []).append(e.seed)
+    lines = [f"{len(missing)} of {got['runs']} runs of the `{t.name}` table have no finished "
+             f"results file of the `{profile}` profile yet:", "",
+             "| method | labels | seeds without results |", "|---|---|---|"]
+    lines += [f"| {m}{' (fully supervised)' if c else ''} | {n} | {', '.join(map(str, s))} |"
+              for (m, n, c), s in groups.items()]
+    flag = "" if profile == "full" else f" --profile {profile}"
+    lines += ["", f"`python -m semibook reproduce {t.name}{flag}` runs them and skips the "
+              f"finished ones; a single run: `{missing[0].command(profile)}`."]
+    return "\n".join(lines)

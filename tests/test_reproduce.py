@@ -1,0 +1,238 @@
+"""`reproduce`: which runs a table holds, which it skips, and the aggregate table of its results.
+
+The results files here are written by the real engine (tiny runs of the `full` profile on the
+fake Fashion-MNIST tree); the aggregate numbers are checked against a hand computation from the
+files' evaluation histories."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import semibook.reproduce as rp
+from semibook.report import aggregate, results_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A table small enough to train here: 2 methods at 20 labels, the 400-image ceiling, 2 seeds.
+TINY = rp.Table("tiny", "fashion-mnist", ("supervised", "mean_teacher"), (20,), full_labels=400)
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def small(fake_fashion):
+    return dict(data_root=str(fake_fashion), arch="wrn-10-1", steps=2, eval_every=1,
+                batch_l=8, batch_u=8, eval_size=50, track_size=16)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small):
+    """The tiny table trained once (6 runs); each test starts from a copy of its folders."""
+    base = tmp_path_factory.mktemp("trained")
+    lines = []
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in (("SEMIBOOK_RUNS", "runs"), ("SEMIBOOK_RESULTS", "results"),
+                         ("SEMIBOOK_SPLITS", "splits"), ("SEMIBOOK_CACHE", "cache")):
+            mp.setenv(var, str(base / sub))
+        mp.setenv("SEMIBOOK_NO_DOWNLOAD", "1")
+        rows = rp.reproduce(TINY, seeds=SEEDS, overrides=small, progress=False,
+                            echo=lines.append)
+    return base, rows, lines
+
+
+def _copy(trained, isolated):
+    for sub in ("runs", "results", "splits"):
+        shutil.copytree(trained[0] / sub, isolated / sub)
+
+
+def test_tables_hold_every_method_label_count_seed_and_the_ceiling():
+    seg = rp.entries("segmentation")
+    labels = rp.TABLE_LABELS["segmentation"]
+    assert len(labels) == 3
+    methods = {"supervised", "mean_teacher", "adversarial", "cps", "cps_cutmix", "dual_teacher"}
+    assert {(e.method, e.labels, e.seed) for e in seg if not e.ceiling} == {
+        (m, n, s) for m in methods for n in labels for s in (0, 1, 2)}
+    # the ceiling is supervised-only training on all 10,000 training scenes, named like the
+    # committed results file of that run
+    ceil = [e for e in seg if e.ceiling]
+    assert [(e.method, e.labels, e.seed) for e in ceil] == [("supervised", 10000, s)
+                                                           for s in (0, 1, 2)]
+    cls = rp.entries("classification")
+    assert 250 in rp.TABLE_LABELS["classification"]
+    assert len(rp.TABLE_LABELS["classification"]) == 2
+    assert {e.method for e in cls} == {"supervised", "mixmatch", "mean_teacher"}
+    assert [e.labels for e in cls if e.ceiling] == [60000] * 3
+    # filters: the ceiling belongs to `supervised`; an unknown method lists the table's ones
+    only = rp.entries("segmentation", seeds=(1,), methods=["cps"])
+    assert [(e.method, e.labels, e.seed) for e in only] == [("cps", n, 1) for n in labels]
+    with pytest.raises(rp.ConfigError, match="dual_teacher"):
+        rp.entries("segmentation", methods=["mixmatch"])
+
+
+def test_full_table_configs_are_the_full_profile():
+    row = rp.plan("classification", seeds=(0,), methods=["mixmatch"])[0]
+    assert row["config"].profile == "full" and row["config"].steps == 10000
+
+
+def test_reproduce_trains_what_is_missing_then_skips_it(small, trained, isolated):
+    _, rows, lines = trained
+    assert [r["status"] for r in rows] == ["ran"] * 6
+    _copy(trained, isolated)
+    files = sorted(p.name for p in (isolated / "results").glob("*.json"))
+    assert files == sorted(f"fashion-mnist_{n}_{m}_seed{s}_full.json"
+                           for m, n in (("supervised", 20), ("mean_teacher", 20),
+                                        ("supervised", 400)) for s in SEEDS)
+    assert "0 of 6 runs done, 6 to run" in lines
+    lines = []
+    stamps = {p.name: p.stat().st_mtime_ns for p in (isolated / "results").glob("*.json")}
+
+    # everything done: nothing runs, no file is touched
+    lines.clear()
+    again = rp.reproduce(TINY, seeds=SEEDS, overrides=small, progress=False, echo=lines.append)
+    assert [r["status"] for r in again] == ["done"] * 6
+    assert "6 of 6 runs done, 0 to run" in lines
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (isolated / "results").glob("*.json")}
+
+    # a results file of another config is stale (and would be replaced); a deleted one is missing
+    other = dict(small, steps=1)
+    stale = rp.plan(TINY, seeds=(0,), methods=["mean_teacher"], overrides=other)
+    assert [r["status"] for r in stale] == ["stale"]
+    gone = isolated / "results" / "fashion-mnist_20_mean_teacher_seed1_full.json"
+    gone.unlink()
+    lines.clear()
+    third = rp.reproduce(TINY, seeds=SEEDS, overrides=small, progress=False, echo=lines.append)
+    ran = [(r["entry"].method, r["entry"].labels, r["entry"].seed) for r in third
+           if r["status"] == "ran"]
+    assert ran == [("mean_teacher", 20, 1)]
+    # the run folder of that run held this very config, so it was resumed, not retrained
+    assert any(ln.startswith("[1/1] resuming mean_teacher") for ln in lines)
+    assert gone.exists() and json.loads(gone.read_text())["finished"]
+
+    # --dry-run lists and runs nothing
+    gone.unlink()
+    dry = rp.reproduce(TINY, seeds=SEEDS, overrides=small, dry_run=True, echo=lambda s: None)
+    assert [r["status"] for r in dry].count("missing") == 1 and not gone.exists()
+
+
+def _by_hand(path: Path):
+    """Best and last accuracy of one results file, from its evaluation history."""
+    evals = [r["acc"] for r in json.loads(path.read_text())["history"] if r["kind"] == "eval"]
+    return max(evals), evals[-1]
+
+
+def _mean_std(xs):
+    m = sum(xs) / len(xs)
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def test_collect_and_aggregate_match_a_hand_computation(small, trained, isolated):
+    _copy(trained, isolated)
+    # collect() reads the results of exactly the table's configs; with `small` they match
+    got = rp.collect(TINY, seeds=SEEDS)
+    assert [e.method for e in got["missing"]] == ["supervised"] * 2 + ["mean_teacher"] * 2 \
+        + ["supervised"] * 2  # the table's own (default) configs were never run here
+    note = rp.missing_markdown(rp.collect(TINY, seeds=SEEDS)).splitlines()
+    assert note[0] == "6 of 6 runs of the `tiny` table have no finished results file of the " \
+        "`full` profile yet:"
+    assert "| supervised (fully supervised) | 400 | 0, 1 |" in note
+    assert note[-1].startswith("`python -m semibook reproduce tiny` runs them")
+    got = rp.collect(TINY, seeds=SEEDS, overrides=small)
+    assert got["missing"] == [] and sorted(got["by_labels"]) == [20]
+    assert rp.missing_markdown(got) == ""
+    assert rp.table_markdown(got, 20) == results_table(
+        {**got["by_labels"][20], "fully supervised (400 labels)": got["ceiling"]},
+        "supervised", "fully supervised (400 labels)")
+    res = {**got["by_labels"][20], "full": got["ceiling"]}
+    assert list(res) == ["supervised", "mean_teacher", "full"]
+    agg = aggregate(res, baseline="supervised", ceiling="full")
+
+    hand = {}
+    for name, (method, labels) in {"supervised": ("supervised", 20),
+                                   "mean_teacher": ("mean_teacher", 20),
+                                   "full": ("supervised", 400)}.items():
+        vals = [_by_hand(isolated / "results" / f"fashion-mnist_{labels}_{method}_seed{s}_full.json")
+                for s in SEEDS]
+        hand[name] = {"best": _mean_std([v[0] for v in vals]),
+                      "last": _mean_std([v[1] for v in vals])}
+    for name in hand:
+        for which in ("best", "last"):
+            assert agg[name][f"{which}_mean"] == pytest.approx(hand[name][which][0])
+            assert agg[name][f"{which}_std"] == pytest.approx(hand[name][which][1])
+        assert agg[name]["seeds"] == [0, 1] and agg[name]["n"] == 2
+    b, m, c = (hand[k]["last"][0] for k in ("supervised", "mean_teacher", "full"))
+    assert agg["mean_teacher"]["gain_last"] == pytest.approx(m - b)
+    assert agg["supervised"]["gain_last"] is None
+    if c > b:
+        assert agg["mean_teacher"]["gap_last"] == pytest.approx((m - b) / (c - b))
+        assert agg["full"]["gap_last"] is None  # the ceiling itself closes no share
+    else:
+        assert agg["mean_teacher"]["gap_last"] is None
+
+    table = results_table(res, baseline="supervised", ceiling="full").splitlines()
+    assert "seeds" in table[0] and "gap to full closed (last)" in table[0]
+    mt = next(ln for ln in table if ln.startswith("| mean_teacher "))
+    mean, std = hand["mean_teacher"]["last"]
+    assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in mt
+    assert f"{100 * (m - b):+.2f} pts" in mt
+
+
+def test_aggregate_of_known_numbers():
+    def res(seed, best, last, metric="miou"):
+        return {"seed": seed, "metric": metric, "profile": "full", "device": "cpu",
+                "config": {"steps": 10}, "best": {metric: best, "step": 5},
+                "last": {metric: last, "step": 10}}
+    runs = {"supervised": [res(0, 0.30, 0.20), res(1, 0.40, 0.30)],
+            "cps": [res(0, 0.50, 0.45), res(1, 0.50, 0.35)],
+            "full": [res(0, 0.70, 0.60)]}
+    agg = aggregate(runs, "supervised", "full")
+    assert agg["supervised"]["last_mean"] == pytest.approx(0.25)
+    assert agg["supervised"]["last_std"] == pytest.approx(math.sqrt(0.005))
+    assert agg["cps"]["gain_last"] == pytest.approx(0.15)
+    assert agg["cps"]["gap_last"] == pytest.approx(0.15 / 0.35)
+    assert agg["cps"]["gap_best"] == pytest.approx(0.15 / 0.35)
+    assert agg["full"]["last_std"] is None and agg["full"]["gap_last"] is None
+    table = results_table(runs, "supervised", "full")
+    assert "| cps | full | 10 | 0, 1 | 50.00 ± 0.00% | 40.00 ± 7.07% | +15.00 pts | 43% | cpu |" \
+        in table
+    # one run per entry: the chapters' format, best with its step and no seeds column
+    single = results_table({k: v[0] for k, v in runs.items()}, "supervised").splitlines()
+    assert single[0] == ("| method | profile | steps | best mIoU (step) | last mIoU | gain over "
+                         "supervised (last) | device |")
+    assert single[4] == "| full | full | 10 | 70.00% (5) | 60.00% | +40.00 pts | cpu |"
+
+
+def test_cli_dry_run_lists_without_running(isolated):
+    r = subprocess.run([sys.executable, "-m", "semibook", "reproduce", "segmentation", "--dry-run",
+                        "--seeds", "2", "--methods", "supervised"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1] == "0 of 4 runs done, 4 to run"
+    assert all(ln.startswith("missing  supervised") for ln in lines[:-1])
+    assert "10000 labels (ceiling)  seed 2  full" in lines[-2]
+    assert not (isolated / "runs").exists() and not (isolated / "results").exists()
+    bad = subprocess.run([sys.executable, "-m", "semibook", "reproduce", "regression"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "classification, segmentation" in bad.stderr
+
+
+def test_a_run_with_a_non_finite_loss_does_not_stop_the_table(monkeypatch, isolated):
+    calls = []
+
+    def fake_run(cfg, **kw):
+        calls.append((cfg.method, cfg.labels, cfg.seed, kw["resume"], kw["overwrite"]))
+        if cfg.method == "supervised" and cfg.labels == 20:
+            raise rp.NonFiniteLossError("non-finite loss at step 3")
+        return {"finished": True}
+    monkeypatch.setattr(rp, "run", fake_run)
+    lines = []
+    rows = rp.reproduce(TINY, seeds=(0,), echo=lines.append)
+    assert [r["status"] for r in rows] == ["failed", "ran", "ran"]
+    assert calls == [("supervised", 20, 0, False, True), ("mean_teacher", 20, 0, False, True),
+                     ("supervised", 400, 0, False, True)]
+    assert lines[-1].startswith("1 run(s) failed: supervised")

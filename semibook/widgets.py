@@ -347,3 +347,22 @@ def threshold_explorer(images, conf, pred, target, taus=None, num_classes: int =
     box = W.VBox([slider, stack])
     box.slider, box.stack, box.link, box.stats = slider, stack, link, stats
     return box
+
+
+def explorer_from_results(results: dict, data, **kw):
+    """The threshold explorer for a finished segmentation run, without its weights: the
+    tracked model's confidences and pseudo labels on the first tracked unlabeled scenes are
+    stored in the results file (``results["samples"]``); ``data`` (the run's dataset, e.g.
+    ``load_dataset("fashion-scenes")``) supplies those scenes and their hidden labels."""
+    from .engine.loop import decode
+
+    s = results.get("samples") or {}
+    if "track_index" not in s:
+        raise ValueError(f"results of {results.get('method')!r} carry no tracked samples "
+                         "(written before they were stored, or not a segmentation run)")
+    idx = torch.as_tensor(s["track_index"], dtype=torch.long)
+    conf = decode(s["track_conf"]).float() / 255
+    pred = decode(s["track_pseudo"]).long()
+    kw.setdefault("num_classes", data.info.num_classes)
+    kw.setdefault("ignore_index", data.info.ignore_index)
+    return threshold_explorer(data.x_train[idx], conf, pred, data.y_train[idx].long(), **kw)

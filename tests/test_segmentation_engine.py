@@ -220,13 +220,25 @@ def test_sliding_window_evaluation_runs_in_the_engine(tiny_scenes, tmp_path):
 
 def test_segmentation_results_carry_sample_maps_for_the_chapters(tiny_scenes, tmp_path):
     from semibook.engine.loop import decode
-    res = fit(seg_cfg("cps", tiny_scenes, steps=2, eval_every=2), tmp_path / "s",
-              progress=False, device="cpu")
+    cfg = seg_cfg("cps", tiny_scenes, steps=2, eval_every=2, eval_size=16)
+    res = fit(cfg, tmp_path / "s", progress=False, device="cpu")
     s = res["samples"]
     pred, conf, pseudo = decode(s["test_pred"]), decode(s["track_conf"]), decode(s["track_pseudo"])
     assert pred.shape == (8, 64, 64) and conf.shape == pseudo.shape == (8, 64, 64)
     assert int(pred.max()) < 11 and int(conf.min()) >= int(255 / 11) - 1  # max softmax >= 1/C
     assert s["track_model"] == "net1-vs-net2"
+    # the stored positions name the very scenes that were predicted and tracked
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    data = tr.image_set
+    assert torch.equal(data.x_test[s["test_index"]], tr.test_x[:8])
+    assert torch.equal(data.x_train[s["track_index"]], tr.track_x[:8])
+    assert s["test_index"] != list(range(8))  # eval_size 16 of 32: a random subset
+    from semibook.widgets import explorer_from_results, threshold_stats
+    box = explorer_from_results(res, data, live=False, taus=[0.0, 0.5])
+    want = threshold_stats(conf.float() / 255, pseudo.long(), tr.track_y[:8].long(), [0.0, 0.5], 11)
+    assert box.stats["kept"] == want["kept"] and box.stats["kept"][0] == 1.0
+    right = (pseudo.long() == tr.track_y[:8].long()).float().mean().item()
+    assert box.stats["accuracy"][0] == pytest.approx(right)
 
 
 def test_results_of_an_older_config_still_match(tiny_scenes, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import semibook.reproduce as rp
+from semibook.config import ConfigError
 from semibook.report import aggregate, results_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def test_tables_hold_every_method_label_count_seed_and_the_ceiling():
     # filters: the ceiling belongs to `supervised`; an unknown method lists the table's ones
     only = rp.entries("segmentation", seeds=(1,), methods=["cps"])
     assert [(e.method, e.labels, e.seed) for e in only] == [("cps", n, 1) for n in labels]
-    with pytest.raises(rp.ConfigError, match="dual_teacher"):
+    with pytest.raises(ConfigError, match="dual_teacher"):
         rp.entries("segmentation", methods=["mixmatch"])
 
 

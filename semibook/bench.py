@@ -171,7 +171,7 @@ def matmul_rate(device: torch.device, n: int | None = None, reps: int = 10) -> d
     CPU; the best of ``reps`` products of two n x n matrices after a warm-up."""
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
-    n = n or (8192 if cuda else 2048)
+    n = n or (8192 if cuda else 4096)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
@@ -343,7 +343,7 @@ def bench_case(name: str, device: torch.device, steps: int, warmup: int, rate: f
     timing = time_steps(run, steps, warmup, device)
     flops = count_flops(lambda: run(warmup + steps))
     out["ours"] = _summary(timing, out["images_per_step"], flops, rate)
-    del trainer, opt
+    trainer = opt = run = None  # free the models before the next ones are built
     if ablate:
         out["ablation"] = {}
         for opt_name, change in ABLATIONS.items():
@@ -418,7 +418,7 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
         if c not in CASES:
             raise ConfigError(f"unknown bench case {c!r}; choose from: {', '.join(CASES)}")
     ref_workers = min(4, os.cpu_count() or 1) if ref_workers is None else ref_workers
-    rate = matmul_rate(device, n=512 if quick else None, reps=3 if quick else 10)
+    rate = matmul_rate(device, n=512 if quick else None, reps=3 if quick else 8)
     log(f"{device_name(device)}: measured {rate['dtype']} matmul rate "
         f"{rate['best_flops_per_s'] / 1e12:.3f} TFLOP/s")
     out = Path(out) if out else bench_dir() / f"{device_slug(device)}.json"

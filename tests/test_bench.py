@@ -1,0 +1,129 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import semibook as sb
+from semibook.__main__ import main
+from semibook.bench import ReferenceData, case_config, count_flops, reference_config
+from semibook.engine.checkpoint import load_checkpoint
+from semibook.engine.loop import build_optimizer, fit, prepare, speed_options, train_step
+
+
+def test_quick_bench_runs_on_cpu_and_writes_json(tiny, tmp_path, capsys):
+    out = tmp_path / "bench" / "cpu.json"
+    rc = main(["bench", "--quick", "--cases", "supervised-full", "--steps", "2", "--warmup", "1",
+               "--device", "cpu", "--ref-workers", "1", "--curve", "2",
+               "--data-root", tiny["data_root"], "--out", str(out)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["device"].startswith("cpu") and rep["versions"]["torch"] == torch.__version__
+    assert rep["quick"] and "git_commit" in rep and rep["matmul"]["best_flops_per_s"] > 0
+    case = rep["cases"]["supervised-full"]
+    assert case["profile"] == "smoke" and case["images_per_step"] == 16  # labeled only
+    ours, ref = case["ours"], case["reference"]
+    assert ours["steps"] == 2 and 0 < ours["min_s"] <= ours["median_s"] <= ours["max_s"]
+    assert ours["flops_per_step"] > 0 and ours["peak_memory_bytes"] > 0
+    assert ours["mfu"] == pytest.approx(ours["flops_per_step"] / ours["median_s"]
+                                        / rep["matmul"]["best_flops_per_s"])
+    assert ours["images_per_s"] == pytest.approx(16 / ours["median_s"])
+    assert case["speedup"] == pytest.approx(ref["median_s"] / ours["median_s"])
+    assert ref["options"] == {"bf16": False, "channels_last": False, "fused": False,
+                              "compile": False}
+    curve = rep["loss_curves"]["supervised-full"]
+    assert set(curve["curves"]["reference"]) == {"0", "1"}
+    assert len(curve["curves"]["ours"]["0"]) == 2
+    assert "speed-up" in capsys.readouterr().out
+    assert main(["bench", "--cases", "nope", "--out", str(out)]) == 2  # names the known cases
+
+
+def test_flop_counter_matches_a_hand_count():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    x = torch.randn(2, 3, 8, 8)  # the input needs no gradient: no conv grad-input
+    conv = 2 * 2 * 4 * 8 * 8 * 3 * 3 * 3  # 2 * N * C_out * H * W * C_in * k * k
+    linear = 2 * 2 * 256 * 5  # 2 * N * in * out
+    forward = conv + linear
+    backward = conv + 2 * linear  # conv: weight grad; linear: input and weight grads
+    assert count_flops(lambda: model(x)) == forward
+    assert count_flops(lambda: model(x).sum().backward()) == forward + backward
+
+
+def test_speed_options_are_on_for_cuda_and_inert_on_cpu(tiny):
+    cfg = sb.make_config("mixmatch", "fashion-mnist", 20, 0, "smoke", **tiny)
+    assert speed_options(cfg, torch.device("cpu")) == {
+        "bf16": False, "channels_last": False, "fused": False, "compile": False}
+    assert speed_options(cfg, torch.device("cuda")) == {
+        "bf16": True, "channels_last": True, "fused": True, "compile": False}
+    forced = dataclasses.replace(cfg, precision="fp32", channels_last="off",
+                                 fused_optimizer="off", compile=True)
+    assert speed_options(forced, torch.device("cuda")) == {
+        "bf16": False, "channels_last": False, "fused": False, "compile": True}
+    with pytest.raises(sb.ConfigError, match="auto, on, off"):
+        sb.make_config("mixmatch", "fashion-mnist", 20, 0, "smoke", channels_last="yes")
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoint.pt")["method"]
+
+
+def test_default_options_are_bit_exact_on_cpu_and_train_step_is_fits_step(tiny, tmp_path):
+    """On the CPU the defaults equal every option off (same weights, same history), and
+    ``train_step`` (what the benchmark times) is exactly the step ``fit`` runs."""
+    base = sb.make_config("supervised", "fashion-mnist", 20, 0, "smoke",
+                          **{**tiny, "steps": 3, "eval_every": 3, "log_every": 3})
+    off = dataclasses.replace(base, precision="fp32", channels_last="off", fused_optimizer="off")
+    a = fit(base, tmp_path / "a", progress=False, device="cpu")
+    b = fit(off, tmp_path / "b", progress=False, device="cpu")
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(v, wb[k]) for k, v in wa.items())
+    strip = lambda h: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in h]
+    assert strip(a["history"]) == strip(b["history"])
+    tr, _ = prepare(base, torch.device("cpu"))
+    opt = build_optimizer(base, tr.method.trainable_parameters(), tr.device)
+    for s in range(3):
+        train_step(tr, opt, s)
+    assert all(torch.equal(v, wa[k]) for k, v in tr.method.state_dict().items())
+
+
+def test_forced_options_train_the_same_model_on_cpu(tiny):
+    """channels-last and the fused optimizer change the memory layout and the kernels, not the
+    arithmetic: the same steps give the same losses and weights to float tolerance."""
+    base = sb.make_config("supervised", "fashion-mnist", 20, 0, "smoke", **tiny)
+    on = dataclasses.replace(base, channels_last="on", fused_optimizer="on")
+    runs = []
+    for cfg in (base, on):
+        tr, _ = prepare(cfg, torch.device("cpu"))
+        opt = build_optimizer(cfg, tr.method.trainable_parameters(), tr.device)
+        losses = [float(train_step(tr, opt, s)[0]) for s in range(4)]
+        runs.append((tr, opt, losses))
+    (tr0, opt0, l0), (tr1, opt1, l1) = runs
+    conv = next(m for m in tr1.method.model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert tr1.data.batch(0, 1, 0).x_l.is_contiguous(memory_format=torch.channels_last)
+    assert opt1.param_groups[0]["fused"] and not opt0.param_groups[0].get("fused")
+    assert l1 == pytest.approx(l0, rel=1e-4)
+    for p, q in zip(tr0.method.model.parameters(), tr1.method.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mixmatch-full", "cps-full"])
+def test_reference_batches_match_the_engines_in_shape_and_range(name, tiny, tiny_scenes):
+    cfg, images = case_config(name, quick=True, data_root=tiny["data_root"], **(
+        {"eval_size": 0, "track_size": 8} if name == "cps-full" else {}))
+    tr, _ = prepare(reference_config(cfg), torch.device("cpu"), images)
+    m = tr.method
+    ours = tr.data.batch(0, m.views_l, m.views_u)
+    ref = ReferenceData(tr, m.views_l, m.views_u, workers=0).batch(0, m.views_l, m.views_u)
+    for a, b in [(ours.views_l, ref.views_l), (ours.views_u, ref.views_u)]:
+        assert len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype
+                                        for x, y in zip(a, b))
+    assert ref.y_l.shape == ours.y_l.shape and ref.y_l.dtype == ours.y_l.dtype
+    x = torch.stack(ref.views_l + ref.views_u)
+    if name == "mixmatch-full":  # standardised once, with the data's statistics
+        x = x * tr.data.std[0] + tr.data.mean[0]
+        assert torch.allclose(x * 255, (x * 255).round(), atol=1e-3)  # whole pixel values
+    assert -1e-5 <= x.min() and x.max() <= 1 + 1e-5 and x.max() > 0.5
+    assert torch.isfinite(m.training_step(ref, 0)[0])

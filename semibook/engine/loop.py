@@ -183,8 +183,11 @@ def _git_commit() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        # uncommitted changes to the package's code (not to notebooks, whose outputs change
+        # whenever a chapter runs)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "semibook"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip() != ""
         return {"git_commit": commit or None, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}

@@ -130,5 +130,47 @@ def test_multi_process_runs_refuse_what_they_cannot_split(tiny_scenes, tiny):
     distributed.check(cfg, method, Dist(0, 1))
     cfg = sb.make_config("adversarial", "fashion-scenes", 16, 0, "smoke", **tiny_scenes)
     method = prepare(cfg, torch.device("cpu"))[0].method
-    with pytest.raises(ConfigError, match="'adversarial'.*discriminator"):
-        distributed.check(cfg, method, Dist(1, 2))
+    distributed.check(cfg, method, Dist(1, 2))  # a second player is synchronised, not refused
+
+
+# Each rank saves its discriminator after every step of the adversarial method: the second
+# player trains outside DistributedDataParallel, on each rank's share of the batch, so the ranks
+# stay equal only if its gradients are averaged over them.
+D_SAVER = """
+import os, sys
+import torch
+import semibook.data as data
+from tests.conftest import tiny_scenes_loader
+data._LOADERS["fashion-scenes"] = tiny_scenes_loader(sys.argv[1])
+from semibook.methods.adversarial import Adversarial
+after = Adversarial.after_step
+def saving(self, step):
+    logs = after(self, step)
+    torch.save({k: v.clone() for k, v in self.D.state_dict().items()},
+               os.path.join(sys.argv[2], f"D_rank{os.environ.get('RANK', '0')}_step{step}.pt"))
+    return logs
+Adversarial.after_step = saving
+from semibook.__main__ import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_torchrun_keeps_the_discriminator_equal_on_every_rank(isolated, fake_fashion):
+    driver, out = isolated / "d_saver.py", isolated / "d"
+    driver.write_text(D_SAVER)
+    out.mkdir()
+    args = ["run", "--method", "adversarial", "--dataset", "fashion-scenes", "--labels", "16",
+            "--profile", "smoke", "--steps", "3", "--eval-every", "3", "--device", "cpu",
+            "--quiet", "--run-dir", str(isolated / "adv")]
+    env_path = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    r = subprocess.run(torchrun(2, str(driver), str(fake_fashion), str(out), *args), cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": env_path}, capture_output=True,
+                       text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((isolated / "adv" / "results.json").read_text())
+    assert res["finished"] and "confident-mask" in res["history"][-1]["agreement"]
+    first = torch.load(out / "D_rank0_step0.pt")
+    last = {rank: torch.load(out / f"D_rank{rank}_step2.pt") for rank in (0, 1)}
+    for k in first:
+        assert torch.equal(last[0][k], last[1][k]), k  # the same D on both ranks
+    assert any(not torch.equal(first[k], last[0][k]) for k in first)  # and it trained

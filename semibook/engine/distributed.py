@@ -72,10 +72,6 @@ def check(cfg, method, d: Dist) -> None:
         if size % d.world:
             raise ConfigError(f"{name} {size} is not divisible by the {d.world} processes; "
                               f"the global batch is split evenly between them")
-    if method.extra_optimizers():
-        raise ConfigError(f"method {cfg.method!r} trains a second player with its own optimizer "
-                          f"({', '.join(method.extra_optimizers())}), which multi-process "
-                          f"training does not synchronise yet; run it in one process")
 
 
 def shard(x, d: Dist):
@@ -108,9 +104,36 @@ def wrap(method: nn.Module, d: Dist, device: torch.device, segmentation: bool):
         return method.training_step
     if segmentation and device.type == "cuda":
         nn.SyncBatchNorm.convert_sync_batchnorm(method)  # in place below the top module
-    ddp = nn.parallel.DistributedDataParallel(_Step(method), device_ids=None,
-                                              broadcast_buffers=True)
+    step = _Step(method)
+    # A second player with its own optimizer (the adversarial discriminator) is trained outside
+    # the step: DistributedDataParallel leaves its parameters alone; they start equal on every
+    # rank, and the method averages their gradients itself (average_gradients) before its step.
+    own = {id(p) for o in method.extra_optimizers().values() for g in o.param_groups
+           for p in g["params"]}
+    ignored = [(n, p) for n, p in step.named_parameters() if id(p) in own]
+    if ignored:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            step, [n for n, _ in ignored])
+        with torch.no_grad():
+            for _, p in ignored:
+                dist.broadcast(p, 0)
+    ddp = nn.parallel.DistributedDataParallel(step, device_ids=None, broadcast_buffers=True)
     return ddp
+
+
+def average_gradients(params) -> None:
+    """Average the gradients of ``params`` over the ranks, in place (nothing in one process):
+    for a second player's optimizer step, which DistributedDataParallel does not cover."""
+    if not current().active:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= current().world
+    for g, v in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(v.view_as(g))
 
 
 def all_finite(loss: torch.Tensor) -> bool:

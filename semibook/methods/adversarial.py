@@ -80,6 +80,8 @@ class Adversarial(SemiMethod):
                   + masked_bce_with_logits(self.D(real), 1.0, valid)) / 2
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        from ..engine.distributed import average_gradients
+        average_gradients(self.D.parameters())  # several processes: D sees the global batch
         self.opt_d.step()
         return {"loss_d": loss_d.detach()}
 

@@ -60,61 +60,57 @@ def _parser() -> argparse.ArgumentParser:
 
 def _reproduce(args) -> int:
     from .reproduce import SEEDS, reproduce
-    try:
-        rows = reproduce(args.table, seeds=tuple(args.seeds or SEEDS), methods=args.methods,
-                         profile=args.profile, dry_run=args.dry_run, device=args.device,
-                         progress=not args.quiet,
-                         overrides={"data_root": args.data_root} if args.data_root else None)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows = reproduce(args.table, seeds=tuple(args.seeds or SEEDS), methods=args.methods,
+                     profile=args.profile, dry_run=args.dry_run, device=args.device,
+                     progress=not args.quiet,
+                     overrides={"data_root": args.data_root} if args.data_root else None)
     return 3 if any(r["status"] == "failed" for r in rows) else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "reproduce":
-        return _reproduce(args)
-    if args.command == "bench":
-        from .bench import main as bench_main
-        try:
-            return bench_main(args)
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+def _run(args) -> int:
     from .config import make_config
     from .engine import run
-    from .engine.loop import NonFiniteLossError
-    try:
-        overrides = {}
-        if args.steps is not None:
-            overrides["steps"] = args.steps
-        if args.eval_every is not None:
-            overrides["eval_every"] = args.eval_every
-        if args.eval_size is not None:
-            overrides["eval_size"] = args.eval_size
-        if args.data_root:
-            overrides["data_root"] = args.data_root
-        if args.arch:
-            overrides["arch"] = args.arch
-        if args.skip_nonfinite:
-            overrides["skip_nonfinite"] = True
-        cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
-                          **overrides)
-        res = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
-                  progress=not args.quiet, save_results=False if args.no_results else None,
-                  device=args.device)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+    overrides = {}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.eval_every is not None:
+        overrides["eval_every"] = args.eval_every
+    if args.eval_size is not None:
+        overrides["eval_size"] = args.eval_size
+    if args.data_root:
+        overrides["data_root"] = args.data_root
+    if args.arch:
+        overrides["arch"] = args.arch
+    if args.skip_nonfinite:
+        overrides["skip_nonfinite"] = True
+    cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
+                      **overrides)
+    res = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
+              progress=not args.quiet, save_results=False if args.no_results else None,
+              device=args.device)
     summary = {k: res.get(k) for k in ("method", "dataset", "labels", "seed", "profile", "last",
                                        "best", "elapsed_s", "results_file")}
     if res.get("rank", 0) == 0:  # under torchrun, rank 0 reports
         print(json.dumps(summary))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .engine.loop import NonFiniteLossError
+    try:
+        if args.command == "reproduce":
+            return _reproduce(args)
+        if args.command == "bench":
+            from .bench import main as bench_main
+            return bench_main(args)
+        return _run(args)
+    except ConfigError as e:  # bad input: one line, nothing written
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import torch
 from .config import Config, ConfigError, make_config
 from .data import DatasetInfo, ImageSet, dataset_info
 from .data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
+from .engine.checkpoint import atomic_write_text
 from .engine.loop import (Trainer, _git_commit, _versions, build_optimizer, prepare,
                           speed_options, train_step)
 from .engine.seed import device_name, numpy_rng, pick_device, torch_generator
@@ -464,9 +465,7 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
 
 def _write(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(report, indent=1) + "\n")
 
 
 def add_parser(sub) -> None:

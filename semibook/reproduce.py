@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from .config import Config, choose, make_config
 from .data import dataset_info
-from .engine.loop import NonFiniteLossError, default_run_dir, result_name, run, same_config
+from .engine.loop import (NonFiniteLossError, config_diff, default_run_dir, load_results,
+                          result_name, run, same_config)
 from .paths import results_dir
 
 SEEDS = (0, 1, 2)
@@ -98,8 +99,7 @@ def status(cfg: Config) -> tuple[str, dict[str, Any] | None]:
     path = results_dir() / result_name(cfg)
     if not path.exists():
         return "missing", None
-    res = json.loads(path.read_text())
-    res["results_file"] = str(path)
+    res = load_results(path)[0]
     if same_config(res, cfg) and res.get("finished"):
         return "done", res
     return "stale", res
@@ -121,7 +121,7 @@ def _resumable(cfg: Config) -> bool:
     """A run folder of this very config exists (e.g. an interrupted run): continue it."""
     path = default_run_dir(cfg) / "config.json"
     try:
-        return path.exists() and json.loads(path.read_text()) == cfg.to_dict()
+        return path.exists() and not config_diff(cfg, json.loads(path.read_text()))
     except (OSError, ValueError):
         return False
 

@@ -418,7 +418,7 @@ def prepare(cfg: Config, device: torch.device | None = None,
     return trainer, split
 
 
-def _config_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
+def config_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
     """Fields in which ``cfg`` differs from a stored config (fields added to :class:`Config`
     since it was written take their defaults)."""
     try:
@@ -440,7 +440,7 @@ def _check_run_dir(run_dir: Path, cfg: Config, resume: bool, overwrite: bool) ->
     except ValueError as e:
         raise ConfigError(f"{cfg_path}: not a config file ({e}); pass --overwrite to replace "
                           f"the run") from None
-    diff = _config_diff(cfg, old)
+    diff = config_diff(cfg, old)
     if diff:
         raise ConfigError(f"{run_dir} holds a run with a different config (differs in: "
                           f"{', '.join(diff)}); pass --overwrite to replace it")
@@ -478,7 +478,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     count = skipped = 0
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.method)
-        diff = _config_diff(cfg, state["config"])
+        diff = config_diff(cfg, state["config"])
         if diff:
             raise ConfigError(f"{ckpt_path}: checkpoint of a different config (differs in: "
                               f"{', '.join(diff)})")
@@ -657,10 +657,7 @@ def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str,
 def same_config(results: dict[str, Any], cfg: Config) -> bool:
     """Whether a results file was written by a run of exactly ``cfg`` (fields added to
     :class:`Config` since the file was written take their defaults)."""
-    try:
-        return Config.from_dict(results["config"]).to_dict() == cfg.to_dict()
-    except (ConfigError, TypeError, KeyError):
-        return False
+    return not config_diff(cfg, results.get("config") or {})
 
 
 def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:

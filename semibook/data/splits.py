@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,9 @@ def write_split(split: Split, path: Path) -> Path:
     payload = {"dataset": split.dataset, "labels": split.labels, "seed": split.seed,
                "train_size": split.train_size, "labeled": split.labeled.tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # a temporary name of this process's own: under torchrun every rank draws the same split and
+    # writes it, and a shared temporary file would be renamed away under another rank
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload) + "\n")
     tmp.replace(path)
     split.path, split.sha256 = path, file_sha256(path)

@@ -251,6 +251,7 @@ class PerSampleSet(torch.utils.data.Dataset):
         d = trainer.data
         self.seg, self.mean, self.std = d.task == "segmentation", d.mean, d.std
         self.pad, self.pad_mode, self.ignore = trainer.cfg.augment_pad, d.pad_mode, d.ignore_index
+        self.scale = (trainer.cfg.augment_scale_min, trainer.cfg.augment_scale_max)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -259,7 +260,8 @@ class PerSampleSet(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
         xf = self.x[i:i + 1].float().div_(255)
         if self.seg:
-            pairs = [paired_scale_crop_flip(xf, self.y[i:i + 1], g, ignore_index=self.ignore)
+            pairs = [paired_scale_crop_flip(xf, self.y[i:i + 1], g, self.scale,
+                                            ignore_index=self.ignore)
                      for _ in range(self.views)]
             return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
         views = [normalize(pad_crop_flip(xf, g, self.pad, mode=self.pad_mode), self.mean,

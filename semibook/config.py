@@ -69,6 +69,9 @@ class Config:
     # data
     data_root: str | None = None
     augment_pad: int = 4
+    # segmentation's weak view rescales by a factor drawn from [augment_scale_min, augment_scale_max]
+    augment_scale_min: float = 0.5
+    augment_scale_max: float = 2.0
     # speed (engine.loop.speed_options): "auto" is on for CUDA only; CPU results do not change
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | fp32
     channels_last: str = "auto"  # auto | on | off: NHWC memory format for models and images
@@ -169,6 +172,9 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     choose("precision", cfg.precision, ("auto", "bf16", "fp32"))
     for name in ("channels_last", "fused_optimizer"):
         choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
+    if not 0 < cfg.augment_scale_min <= cfg.augment_scale_max:
+        raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got "
+                          f"[{cfg.augment_scale_min}, {cfg.augment_scale_max}]")
     if cfg.steps <= 0 or cfg.eval_every <= 0:
         raise ConfigError("steps and eval_every must be positive")
     return cfg

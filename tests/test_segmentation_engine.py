@@ -35,6 +35,28 @@ def test_segmentation_batch_views_are_aligned_and_seeded(tiny_scenes):
     assert torch.equal(again.x_l, b.x_l) and torch.equal(again.y_u, b.y_u)
 
 
+def test_weak_view_rescales_within_the_configs_range(tiny_scenes):
+    # zooming out (factor < 1) leaves a border outside the image, labeled ignore; a factor of
+    # exactly 1 only crops and flips, so every pixel keeps a class
+    def ignored(lo, hi):
+        cfg = seg_cfg("supervised", tiny_scenes, augment_scale_min=lo, augment_scale_max=hi)
+        tr, _ = prepare(cfg, torch.device("cpu"))
+        return (tr.data.batch(0, 1, 0).y_l == 255).float().mean().item()
+    assert ignored(1.0, 1.0) == 0
+    assert 0.3 < ignored(0.5, 0.5) < 0.9  # three quarters of the crop lies outside the image
+    with pytest.raises(sb.ConfigError, match="augment scale range"):
+        seg_cfg("supervised", tiny_scenes, augment_scale_min=1.5, augment_scale_max=1.0)
+
+
+def test_fashion_scenes_use_their_own_recipe_and_the_paper_profile_the_papers():
+    own = sb.make_config("cps", "fashion-scenes", 50, 0, "full")
+    paper = sb.make_config("cps", "fashion-scenes", 50, 0, "paper")
+    assert (own.optimizer, own.augment_scale_min, own.augment_scale_max) == ("adam", 0.8, 1.25)
+    assert (paper.optimizer, paper.lr, paper.augment_scale_min, paper.augment_scale_max) == (
+        "sgd", 0.01, 0.5, 2.0)
+    assert own.lr_schedule == paper.lr_schedule == "poly"
+
+
 def test_segmentation_run_reports_miou_and_resumes_bit_exact(tiny_scenes, tmp_path):
     cfg = seg_cfg("supervised", tiny_scenes)
     whole = fit(cfg, tmp_path / "whole", progress=False, device="cpu")

@@ -93,7 +93,8 @@ class StepData:
     def seg_views(self, x: torch.Tensor, y: torch.Tensor, k: int, gen: torch.Generator):
         """k weak views (scale, crop, flip) of images in [0, 1] with their label maps."""
         xf = x.float().div_(255)
-        pairs = [paired_scale_crop_flip(xf, y, gen, ignore_index=self.ignore_index)
+        scale = (self.cfg.augment_scale_min, self.cfg.augment_scale_max)
+        pairs = [paired_scale_crop_flip(xf, y, gen, scale, ignore_index=self.ignore_index)
                  for _ in range(k)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 

@@ -32,7 +32,7 @@ class Adversarial(SemiMethod):
 
     @classmethod
     def recipe(cls, profile, dataset):
-        return segmentation_recipe(profile) | {"hparams": dict(
+        return segmentation_recipe(profile, dataset) | {"hparams": dict(
             lambda_adv=0.01, lambda_adv_u=0.001, lambda_semi=0.1, T_semi=0.2, semi_start_frac=0.25,
             lr_d=1e-4)}
 

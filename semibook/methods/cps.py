@@ -29,7 +29,7 @@ class CPS(SemiMethod):
 
     @classmethod
     def recipe(cls, profile, dataset):
-        return segmentation_recipe(profile) | {"hparams": dict(lambda_cps=1.5)}
+        return segmentation_recipe(profile, dataset) | {"hparams": dict(lambda_cps=1.5)}
 
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)
@@ -80,4 +80,4 @@ class CPSCutMix(CPS):
 
     @classmethod
     def recipe(cls, profile, dataset):
-        return segmentation_recipe(profile) | {"hparams": dict(lambda_cps=1.0)}
+        return segmentation_recipe(profile, dataset) | {"hparams": dict(lambda_cps=1.0)}

@@ -53,7 +53,7 @@ class DualTeacher(SemiMethod):
     @classmethod
     def recipe(cls, profile, dataset):
         turn = {"smoke": 2, "full": 200, "paper": 500}[profile]
-        return segmentation_recipe(profile) | {"hparams": dict(
+        return segmentation_recipe(profile, dataset) | {"hparams": dict(
             tau=0.95, lambda_ic=0.2, drop_path=0.1, ema=0.99, turn_steps=turn)}
 
     def __init__(self, cfg, spec):

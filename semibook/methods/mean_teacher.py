@@ -41,7 +41,7 @@ class MeanTeacher(SemiMethod):
         from ..data import dataset_info
         if dataset_info(dataset).task == "segmentation":
             # our choice of weight (mean over classes of the squared error, as in classification)
-            return segmentation_recipe(profile) | {"hparams": dict(
+            return segmentation_recipe(profile, dataset) | {"hparams": dict(
                 consistency=10.0, rampup_frac=40 / 150, ema_rampup=0.99, ema_after=0.99)}
         # Official TF code: 150k steps, ramp-up 40k, ramp-down 25k: same fractions in shorter runs.
         r = dict(optimizer="adam", lr=0.003, lr_schedule="mean_teacher", ema_decay=0.0,

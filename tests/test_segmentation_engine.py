@@ -301,3 +301,20 @@ def test_tracker_on_a_constructed_case():
     assert r["per_class"]["0"]["agree_correct"] == pytest.approx(2 / 3)
     # class 2: (0,1) agree on the wrong class 1, (1,3) agree ✓
     assert r["per_class"]["2"]["agree"] == 1.0 and r["per_class"]["2"]["agree_correct"] == 0.5
+
+
+def test_provenance_names_a_results_file_by_its_path_in_the_repository(isolated, tmp_path):
+    from semibook.engine.loop import load_results
+    from semibook.paths import results_dir
+    res = {"method": "supervised", "profile": "full", "config": {"steps": 10}, "device": "cpu",
+           "git_commit": "0123456789", "git_dirty": False, "elapsed_s": 1.0}
+    (results_dir() / "older").mkdir(parents=True)
+    for where in (results_dir(), results_dir() / "older"):
+        (where / "a.json").write_text(__import__("json").dumps(res))
+    top, = load_results()
+    old, = load_results(results_dir() / "older")
+    assert "loaded from results/a.json;" in sb.provenance(top)
+    assert "loaded from results/older/a.json;" in sb.provenance(old)
+    outside = tmp_path.parent / "elsewhere.json"
+    assert "loaded from elsewhere.json;" in sb.provenance(
+        {**res, "results_file": str(outside), "loaded": True})

@@ -679,9 +679,16 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
     return res
 
 
+def _shown_path(path: str) -> str:
+    """A results file's path as a reader finds it: from the results folder's parent (the
+    repository, ``results/...``) where it lies inside, else the file's name."""
+    f, base = Path(path).resolve(), results_dir().resolve().parent
+    return str(f.relative_to(base)) if f.is_relative_to(base) else f.name
+
+
 def provenance(res: dict[str, Any]) -> str:
     """One line saying where a result comes from: profile, device, commit, time, file."""
-    how = f"loaded from {Path(res['results_file']).name}" if res.get("loaded") else "trained now"
+    how = f"loaded from {_shown_path(res['results_file'])}" if res.get("loaded") else "trained now"
     warn = "  [smoke profile: checks the code path only; not a result]" \
         if res["profile"] == "smoke" else ""
     over = f", overrides {res['overrides']}" if res.get("overrides") else ""

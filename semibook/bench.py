@@ -251,7 +251,7 @@ class PerSampleSet(torch.utils.data.Dataset):
         d = trainer.data
         self.seg, self.mean, self.std = d.task == "segmentation", d.mean, d.std
         self.pad, self.pad_mode, self.ignore = trainer.cfg.augment_pad, d.pad_mode, d.ignore_index
-        self.scale = (trainer.cfg.augment_scale_min, trainer.cfg.augment_scale_max)
+        self.scale = trainer.cfg.augment_scale
 
     def __len__(self) -> int:
         return len(self.x)

@@ -80,6 +80,11 @@ class Config:
     # method hyper-parameters (names as in DESIGN.md: T, lambda_u, ...)
     hparams: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def augment_scale(self) -> tuple[float, float]:
+        """The weak view's rescale range, (min, max)."""
+        return self.augment_scale_min, self.augment_scale_max
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

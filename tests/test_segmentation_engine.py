@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -303,14 +305,14 @@ def test_tracker_on_a_constructed_case():
     assert r["per_class"]["2"]["agree"] == 1.0 and r["per_class"]["2"]["agree_correct"] == 0.5
 
 
-def test_provenance_names_a_results_file_by_its_path_in_the_repository(isolated, tmp_path):
+def test_provenance_names_a_results_file_by_its_path_in_the_repository(tmp_path):
     from semibook.engine.loop import load_results
     from semibook.paths import results_dir
     res = {"method": "supervised", "profile": "full", "config": {"steps": 10}, "device": "cpu",
            "git_commit": "0123456789", "git_dirty": False, "elapsed_s": 1.0}
     (results_dir() / "older").mkdir(parents=True)
     for where in (results_dir(), results_dir() / "older"):
-        (where / "a.json").write_text(__import__("json").dumps(res))
+        (where / "a.json").write_text(json.dumps(res))
     top, = load_results()
     old, = load_results(results_dir() / "older")
     assert "loaded from results/a.json;" in sb.provenance(top)

@@ -93,8 +93,8 @@ class StepData:
     def seg_views(self, x: torch.Tensor, y: torch.Tensor, k: int, gen: torch.Generator):
         """k weak views (scale, crop, flip) of images in [0, 1] with their label maps."""
         xf = x.float().div_(255)
-        scale = (self.cfg.augment_scale_min, self.cfg.augment_scale_max)
-        pairs = [paired_scale_crop_flip(xf, y, gen, scale, ignore_index=self.ignore_index)
+        pairs = [paired_scale_crop_flip(xf, y, gen, self.cfg.augment_scale,
+                                        ignore_index=self.ignore_index)
                  for _ in range(k)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -661,15 +661,21 @@ def same_config(results: dict[str, Any], cfg: Config) -> bool:
     return not config_diff(cfg, results.get("config") or {})
 
 
+def finished_results(cfg: Config) -> dict[str, Any] | None:
+    """The finished results file (``results/``, written by a real run) of exactly ``cfg``, or
+    None."""
+    return next((r for r in load_results(method=cfg.method, dataset=cfg.dataset,
+                                         labels=cfg.labels, seed=cfg.seed, profile=cfg.profile)
+                 if r.get("finished") and same_config(r, cfg)), None)
+
+
 def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """What a chapter calls: the finished results file of exactly this config if one exists
     (``results/``, written by a real run), else train now. Smoke runs always train and are never
     saved as results."""
-    if cfg.profile != "smoke":
-        for r in load_results(method=cfg.method, dataset=cfg.dataset, labels=cfg.labels,
-                              seed=cfg.seed, profile=cfg.profile):
-            if same_config(r, cfg) and r.get("finished"):
-                return r
+    found = finished_results(cfg) if cfg.profile != "smoke" else None
+    if found:
+        return found
     if cfg.profile != "smoke" and pick_device().type == "cpu":
         print(f"note: no finished results file for this {cfg.method} config in "
               f"{results_dir()}; training {cfg.steps} steps on the CPU takes hours (use a GPU, or "

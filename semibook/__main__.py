@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     q.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
     q.add_argument("--quiet", action="store_true")
+    c = sub.add_parser("calibrate", help="the full profile's calibration runs (seed 0) of each "
+                       "candidate size, into results/calibration/")
+    c.add_argument("task", choices=("classification", "segmentation"))
+    c.add_argument("--candidates", nargs="+", default=None,
+                   help="names from semibook.calibration.CANDIDATES (default: all)")
+    c.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
+    c.add_argument("--quiet", action="store_true")
     from .bench import add_parser as add_bench_parser
     add_bench_parser(sub)
     return p
@@ -101,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "calibrate":
+            from .calibration import calibrate
+            calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)
+            return 0
         if args.command == "bench":
             from .bench import main as bench_main
             return bench_main(args)

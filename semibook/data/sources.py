@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..config import ConfigError
+from ..paths import cache_dir
 
 T = TypeVar("T")
 
 
 class DataNotFoundError(ConfigError):
     pass
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SEMIBOOK_CACHE") or Path.home() / ".cache" / "semibook")
 
 
 def search(name: str, root: str | None, system: list[Path], read: Callable[[Path], T | None],

@@ -19,6 +19,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the embedded data: U-Net on a 4-stage timm ResNet-18 (about 3.6M parameters)
     "unet-r18": dict(arch="unet", encoder="tu-resnet18", encoder_depth=4,
                      decoder_channels=(128, 64, 32, 16)),
+    # small U-Nets for the CPU-sized full profile (the calibration in chapter 6 compares them):
+    # a 4-stage timm ResNet-10-T (about 1.6M parameters) and a 4-stage MobileNetV3-Small at
+    # width 0.5 (about 0.37M), both with a narrow decoder
+    "unet-r10t": dict(arch="unet", encoder="tu-resnet10t", encoder_depth=4,
+                      decoder_channels=(64, 32, 16, 8)),
+    "unet-mnv3s": dict(arch="unet", encoder="tu-mobilenetv3_small_050", encoder_depth=4,
+                       decoder_channels=(64, 32, 16, 8)),
     # the paper recipes (CPS, AdvSemiSeg, Dual Teacher's CNN setting)
     "deeplabv3plus-r50": dict(arch="deeplabv3plus", encoder="tu-resnet50"),
     "deeplabv3plus-r101": dict(arch="deeplabv3plus", encoder="tu-resnet101"),

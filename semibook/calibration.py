@@ -1,0 +1,105 @@
+"""Calibration of the ``full`` profile: candidate sizes, each tried at one seed.
+
+The ``full`` profile is what the book reports, and it must fit the machine the project always
+has: a 2-core CPU, the whole benchmark in at most 5 hours of wall time with two runs at a time,
+no run over 15 minutes. Each candidate here is a set of overrides of the profile (model, steps,
+batch sizes, evaluation); for each, three runs at seed 0 tell whether it leaves room for the
+methods to show their effect: supervised-only at the smallest split, one semi-supervised method
+at that split, and supervised training with every label (the ceiling).
+
+``python -m semibook calibrate segmentation`` runs what is missing and writes one results file
+per run under ``results/calibration/`` (the same format as every results file: config, commit,
+device, versions, elapsed time). Chapter 6 tables them; the chosen candidate is the profile in
+:mod:`semibook.config`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import make_config
+from .paths import results_dir, runs_dir
+
+# Candidates per task: name -> overrides of the full profile. The semi-supervised method tried
+# is the task's strongest by its papers (MixMatch; CPS with CutMix).
+CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
+    "classification": {
+        "wrn-10-1, 3000 steps, 32+32": dict(arch="wrn-10-1", steps=3000, batch_l=32,
+                                            batch_u=32, eval_every=500),
+        "wrn-10-2, 2000 steps, 32+32": dict(arch="wrn-10-2", steps=2000, batch_l=32,
+                                            batch_u=32, eval_every=500),
+    },
+    "segmentation": {
+        "unet-mnv3s, 2000 steps, 8+8": dict(arch="unet-mnv3s", steps=2000, batch_l=8,
+                                            batch_u=8, eval_every=250, eval_batch=128),
+        "unet-r10t, 1500 steps, 8+8": dict(arch="unet-r10t", steps=1500, batch_l=8,
+                                           batch_u=8, eval_every=250, eval_batch=128),
+    },
+}
+
+DATASET = {"classification": "fashion-mnist", "segmentation": "fashion-scenes"}
+SEMI_METHOD = {"classification": "mixmatch", "segmentation": "cps_cutmix"}
+
+
+def runs(task: str) -> list[tuple[str, int]]:
+    """(method, labels) of a candidate's three runs: supervised and the semi-supervised method
+    at the table's smallest split, and the fully supervised ceiling."""
+    from .reproduce import TABLES
+    t = TABLES[task]
+    n = min(t.labels)
+    return [("supervised", n), (SEMI_METHOD[task], n), ("supervised", t.ceiling_labels)]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+
+
+def results_path(task: str, candidate: str, method: str, labels: int) -> Path:
+    return results_dir() / "calibration" / f"{task}_{_slug(candidate)}_{method}_{labels}.json"
+
+
+def config(task: str, candidate: str, method: str, labels: int):
+    return make_config(method, DATASET[task], labels, 0, "full", **CANDIDATES[task][candidate])
+
+
+def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], None] = print,
+              progress: bool = False) -> None:
+    """Run every missing calibration run of ``task`` (resuming interrupted ones); ``methods``
+    keeps only the runs of those methods."""
+    from .engine.checkpoint import atomic_write_text
+    from .engine.loop import fit
+
+    for cand in candidates or CANDIDATES[task]:
+        for method, labels in runs(task):
+            if methods and method not in methods:
+                continue
+            out = results_path(task, cand, method, labels)
+            if out.exists():
+                echo(f"done     {cand}: {method} {labels}")
+                continue
+            cfg = config(task, cand, method, labels)
+            run_dir = runs_dir() / "calibration" / task / _slug(cand) / f"{method}-{labels}"
+            resume = (run_dir / "checkpoint.pt").exists()
+            echo(f"{'resuming' if resume else 'training'} {cand}: {method} {labels}")
+            res = fit(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+            if res.get("finished"):
+                res["candidate"] = cand
+                out.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(out, json.dumps(res, indent=1) + "\n")
+
+
+def table(task: str) -> list[dict[str, Any]]:
+    """One row per candidate: its model, steps and batch, the seconds of each run, and the
+    best metric of supervised, the semi-supervised method and the ceiling (None: not run)."""
+    rows = []
+    for cand, over in CANDIDATES[task].items():
+        row: dict[str, Any] = {"candidate": cand, **{k: over.get(k) for k in
+                                                     ("arch", "steps", "batch_l", "batch_u")}}
+        for role, (method, labels) in zip(("supervised", "semi", "ceiling"), runs(task)):
+            p = results_path(task, cand, method, labels)
+            res = json.loads(p.read_text()) if p.exists() else None
+            row[role] = res
+        rows.append(row)
+    return rows

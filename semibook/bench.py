@@ -291,7 +291,7 @@ class ReferenceData:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         return list(x.unbind(1)), y
 
-    def batch(self, step: int, views_l: int, views_u: int) -> Batch:
+    def batch(self, step: int, views_l: int, views_u: int, labels_extra: bool = False) -> Batch:
         vl, y = self._next(self.it_l)
         ys_l = list(y.unbind(1)) if y.ndim == 4 else None
         y_l = ys_l[0] if ys_l else y
@@ -299,9 +299,13 @@ class ReferenceData:
         if self.it_u is not None:
             vu, yu = self._next(self.it_u)
             y_u = yu[:, 0] if yu.ndim == 4 else yu
+        y_x = None
+        if labels_extra:  # the official code's second iterator over the labeled set
+            y_x = self._next(self.it_l)[1]
+            y_x = y_x[:, 0] if y_x.ndim == 4 else y_x
         return Batch(y_l=y_l, views_l=vl, views_u=vu,
                      gen=torch_generator(self.seed, step, "method"),
-                     rng=numpy_rng(self.seed, step, "method"), y_u=y_u, ys_l=ys_l)
+                     rng=numpy_rng(self.seed, step, "method"), y_u=y_u, ys_l=ys_l, y_l_extra=y_x)
 
 
 def _setup(cfg: Config, image_set: ImageSet | None, device: torch.device):

@@ -28,8 +28,10 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "classification": {
         "wrn-10-1, 3000 steps, 32+32": dict(arch="wrn-10-1", steps=3000, batch_l=32,
                                             batch_u=32, eval_every=500),
-        "wrn-10-2, 2000 steps, 32+32": dict(arch="wrn-10-2", steps=2000, batch_l=32,
-                                            batch_u=32, eval_every=500),
+        # the same with batch norm and the weight EMA averaging over about 100 steps, not 1000
+        "wrn-10-1, 3000 steps, 32+32, BN/EMA 0.99": dict(
+            arch="wrn-10-1", steps=3000, batch_l=32, batch_u=32, eval_every=500,
+            bn_momentum=0.01, ema_decay=0.99),
     },
     "segmentation": {
         "unet-mnv3s, 2000 steps, 8+8": dict(arch="unet-mnv3s", steps=2000, batch_l=8,

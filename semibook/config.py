@@ -44,6 +44,9 @@ class Config:
     profile: str = "full"
     # model
     arch: str = "wrn-28-2"
+    # classification: batch norm's running-statistics momentum (PyTorch's sense); 0.001 is
+    # MixMatch's (TensorFlow decay 0.999), made for a million steps
+    bn_momentum: float = 0.001
     # schedule and optimisation
     steps: int = 1000
     batch_l: int = 64
@@ -177,6 +180,8 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     choose("precision", cfg.precision, ("auto", "bf16", "fp32"))
     for name in ("channels_last", "fused_optimizer"):
         choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
+    if not 0 < cfg.bn_momentum <= 1:
+        raise ConfigError(f"bn_momentum must lie in (0, 1], got {cfg.bn_momentum}")
     if not 0 < cfg.augment_scale_min <= cfg.augment_scale_max:
         raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got "
                           f"[{cfg.augment_scale_min}, {cfg.augment_scale_max}]")

@@ -143,7 +143,7 @@ def test_adversarial_network_step_never_trains_the_discriminator(tiny_scenes):
     cfg = seg_cfg("adversarial", tiny_scenes, steps=8)
     tr, _ = prepare(cfg, torch.device("cpu"))
     m = tr.method.train()
-    batch = tr.data.batch(5, 1, 1)
+    batch = tr.data.batch(5, 1, 1, m.labels_extra)
     loss, logs = m.training_step(batch, 5)
     loss.backward()
     assert torch.isfinite(loss) and 0 <= float(logs["conf_share"]) <= 1

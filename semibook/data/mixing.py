@@ -9,15 +9,25 @@ import numpy as np
 import torch
 
 
-def mixup_weight(rng: np.random.Generator, alpha: float) -> float:
-    """MixMatch's λ' = max(λ, 1-λ) with λ ~ Beta(α, α): the mix stays closer to its first input."""
-    lam = float(rng.beta(alpha, alpha))
-    return max(lam, 1.0 - lam)
+def mixup_weight(rng: np.random.Generator, alpha: float, n: int | None = None):
+    """MixMatch's λ' = max(λ, 1-λ) with λ ~ Beta(α, α): the mix stays closer to its first input.
+
+    One float, or with ``n`` one weight per example (an array of n), as MixMatch's Algorithm 1
+    and its official code draw it (a Beta sample of shape [batch, 1, 1, 1])."""
+    lam = rng.beta(alpha, alpha, size=n)
+    lam = np.maximum(lam, 1.0 - lam)
+    return float(lam) if n is None else lam
 
 
 def mixup(x1: torch.Tensor, y1: torch.Tensor, x2: torch.Tensor, y2: torch.Tensor,
-          lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mix images and their (soft) labels with the same weight."""
+          lam) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix images and their (soft) labels with the same weight: a float for the whole batch, or
+    one weight per example (n values), each applied to its own row of images and labels."""
+    if not isinstance(lam, float):
+        lam = torch.as_tensor(lam, dtype=torch.float32, device=x1.device)
+        lx = lam.view(-1, *[1] * (x1.ndim - 1)).to(x1.dtype)
+        ly = lam.view(-1, *[1] * (y1.ndim - 1)).to(y1.dtype)
+        return lx * x1 + (1 - lx) * x2, ly * y1 + (1 - ly) * y2
     return lam * x1 + (1 - lam) * x2, lam * y1 + (1 - lam) * y2
 
 
@@ -68,6 +78,32 @@ def cutmix_boxes(n: int, h: int, w: int, gen: torch.Generator, area: tuple[float
     in_r = (rows >= y0[:, None]) & (rows < (y0 + bh)[:, None])
     in_c = (cols >= x0[:, None]) & (cols < (x0 + bw)[:, None])
     return (in_r[:, :, None] & in_c[:, None, :]).float()[:, None]
+
+
+def box_masks(n: int, h: int, w: int, gen: torch.Generator, prop: tuple[float, float] = (0.25, 0.5),
+              n_boxes: int = 3) -> torch.Tensor:
+    """The CutMix mask that CPS's official code draws (the box-mask generator of French et al.,
+    2020): a float mask (n, 1, h, w) made of ``n_boxes`` boxes combined by XOR.
+
+    Per mask a proportion p is drawn uniformly from ``prop``; each box gets p / n_boxes of the
+    image's area, with a random aspect ratio (height share p^u with u ~ U(0, 1), width share
+    p / that, both scaled by sqrt(1 / n_boxes)), placed fully inside the image. Each box flips the
+    mask inside it, so where boxes overlap the mask returns to 0: the mixed share is at most p,
+    about 0.25 on average with the defaults."""
+    g = dict(generator=gen, dtype=torch.float64)
+    p = prop[0] + (prop[1] - prop[0]) * torch.rand(n, n_boxes, **g)
+    y_share = p ** torch.rand(n, n_boxes, **g)
+    x_share = p / y_share
+    fac = (1.0 / n_boxes) ** 0.5
+    bh = (y_share * fac * h).round()
+    bw = (x_share * fac * w).round()
+    y0 = ((h - bh) * torch.rand(n, n_boxes, **g)).round()
+    x0 = ((w - bw) * torch.rand(n, n_boxes, **g)).round()
+    rows = torch.arange(h, dtype=torch.float64).view(1, 1, h, 1)
+    cols = torch.arange(w, dtype=torch.float64).view(1, 1, 1, w)
+    inside = ((rows >= y0[..., None, None]) & (rows < (y0 + bh)[..., None, None])
+              & (cols >= x0[..., None, None]) & (cols < (x0 + bw)[..., None, None]))
+    return (inside.sum(1, keepdim=True) % 2).float()
 
 
 def classmix_masks(labels: torch.Tensor, gen: torch.Generator,

@@ -64,11 +64,14 @@ class StepData:
             else torch.contiguous_format
 
     def _perm(self, which: int, n: int, epoch: int) -> torch.Tensor:
+        """Epoch ``epoch``'s order of stream ``which``: 0 labeled, 1 unlabeled, 2 the second
+        labeled stream (its own random stream, so it is independent of stream 0)."""
         key = (which, epoch)
         if key not in self._perms:
             if len(self._perms) > 8:
                 self._perms.clear()
-            g = torch_generator(self.cfg.seed, 2 * epoch + which, "data")
+            g = torch_generator(self.cfg.seed, 2 * epoch + which, "data") if which < 2 else \
+                torch_generator(self.cfg.seed, epoch, "data-extra")
             self._perms[key] = torch.randperm(n, generator=g).to(self.device)
         return self._perms[key]
 
@@ -98,7 +101,7 @@ class StepData:
                  for _ in range(k)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
-    def batch(self, step: int, views_l: int, views_u: int) -> Batch:
+    def batch(self, step: int, views_l: int, views_u: int, labels_extra: bool = False) -> Batch:
         gen = torch_generator(self.cfg.seed, step, "augment")
         il = self.indices(0, len(self.x_l), self.cfg.batch_l, step)
         iu = self.indices(1, len(self.x_u), self.cfg.batch_u, step) if views_u else None
@@ -113,16 +116,25 @@ class StepData:
             vl, y_l = self.views(self.x_l[il], views_l, gen), self.y_l[il]
             vu, y_u = (self.views(self.x_u[iu], views_u, gen), self.y_u[iu]) if views_u \
                 else ([], None)
+        y_x = None
+        if labels_extra:  # a second labeled batch, drawn on its own (weak view, labels only)
+            ix = self.indices(2, len(self.x_l), self.cfg.batch_l, step)
+            gx = torch_generator(self.cfg.seed, step, "augment-extra")
+            if self.task == "segmentation":
+                y_x = self.seg_views(self.x_l[ix], self.y_l[ix], 1, gx)[1][0]
+            else:
+                y_x = self.y_l[ix]
         if self.memory_format is torch.channels_last:
             vl, vu = ([v.contiguous(memory_format=torch.channels_last) for v in vs]
                       for vs in (vl, vu))
         if self.dist.active:  # the global batch was drawn and augmented; keep this rank's share
-            vl, vu, y_l, y_u, ys_l = (distributed.shard(v, self.dist)
-                                      for v in (vl, vu, y_l, y_u, ys_l))
+            vl, vu, y_l, y_u, ys_l, y_x = (distributed.shard(v, self.dist)
+                                           for v in (vl, vu, y_l, y_u, ys_l, y_x))
         rank = self.dist.rank
         return Batch(y_l=y_l, views_l=vl, views_u=vu,
                      gen=torch_generator(self.cfg.seed, step, "method", rank),
-                     rng=numpy_rng(self.cfg.seed, step, "method", rank), y_u=y_u, ys_l=ys_l)
+                     rng=numpy_rng(self.cfg.seed, step, "method", rank), y_u=y_u, ys_l=ys_l,
+                     y_l_extra=y_x)
 
 
 def encode(t: torch.Tensor) -> dict[str, Any]:
@@ -251,7 +263,8 @@ def train_step(trainer: "Trainer", opt: torch.optim.Optimizer, step: int,
     cfg, method, device = trainer.cfg, trainer.method, trainer.device
     torch.manual_seed(step_seed(cfg.seed, step, "global"))
     lr = set_step_hparams(opt, cfg, step, method.extra_optimizers().values())
-    batch = (data or trainer.data).batch(step, method.views_l, method.views_u)
+    batch = (data or trainer.data).batch(step, method.views_l, method.views_u,
+                                         method.labels_extra)
     method.train()
     # a skipped step must not leave its forward passes' batch-norm statistics behind either
     saved = [b.detach().clone() for b in method.buffers()] if cfg.skip_nonfinite else None

@@ -12,7 +12,8 @@ import random
 import numpy as np
 import torch
 
-STREAMS = {"data": 1, "augment": 2, "method": 3, "init": 4, "global": 5}
+STREAMS = {"data": 1, "augment": 2, "method": 3, "init": 4, "global": 5,
+           "data-extra": 6, "augment-extra": 7}  # the second labeled batch (Batch.y_l_extra)
 
 
 def _entropy(seed: int, step: int, stream: str, rank: int) -> list[int]:

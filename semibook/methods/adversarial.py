@@ -7,8 +7,9 @@ from one-hot ground-truth maps (labeled batches only). Per step:
      L = CE(labeled) + λ_adv · BCE(D(p_l), real) + λ_adv_u · BCE(D(p_u), real)
          + λ_semi · masked CE(unlabeled, argmax), on the unlabeled pixels where
            sigmoid(D(p_u)) > T_semi, from step semi_start on;
-  2. then D (its own Adam), on the same step's labeled predictions (detached) as fake and
-     the one-hot labels as real, ignored pixels left out.
+  2. then D (its own Adam), on the same step's labeled predictions (detached) as fake and, as
+     real, the one-hot label maps of a second labeled batch drawn independently of the first
+     (the official code's separate ground-truth loader), ignored pixels left out.
 Paper values: λ_adv 0.01 (labeled) and 0.001 (unlabeled), λ_semi 0.1, T_semi 0.2, the masked
 CE from iteration 5,000 of 20,000 (1/4 of training here, in every profile); D: Adam 1e-4,
 β = (0.9, 0.99), with the same poly decay as the network.
@@ -29,6 +30,7 @@ class Adversarial(SemiMethod):
     name = "adversarial"
     tasks = ("segmentation",)
     views_l, views_u = 1, 1
+    labels_extra = True  # D's real maps: an independently drawn labeled batch
 
     @classmethod
     def recipe(cls, profile, dataset):
@@ -64,20 +66,21 @@ class Adversarial(SemiMethod):
         loss_semi = masked_cross_entropy(logits_u, y_pseudo, mask)
         if step >= self.semi_start:
             loss = loss + hp["lambda_semi"] * loss_semi
-        self._fake = (p_l.detach(), batch.y_l)
+        self._fake = (p_l.detach(), batch.y_l, batch.y_l_extra)
         return loss, {"loss_ce": loss_ce.detach(), "loss_adv": loss_adv.detach(),
                       "loss_semi": loss_semi.detach(), "conf_share": mask.float().mean()}
 
     def after_step(self, step):
-        """D's step: the network's labeled softmax maps are fake, the one-hot labels real."""
-        p_l, y_l = self._fake
+        """D's step: the network's labeled softmax maps are fake; the one-hot maps of the
+        second, independently drawn labeled batch are real."""
+        p_l, y_l, y_gt = self._fake
         self._fake = None
         self.D.requires_grad_(True)
-        valid = (y_l != self.spec.ignore_index)[:, None]
-        real = F.one_hot(y_l.clamp(max=self.spec.num_classes - 1),
-                         self.spec.num_classes).permute(0, 3, 1, 2).float() * valid
-        loss_d = (masked_bce_with_logits(self.D(p_l), 0.0, valid)
-                  + masked_bce_with_logits(self.D(real), 1.0, valid)) / 2
+        ignore, k = self.spec.ignore_index, self.spec.num_classes
+        valid_fake, valid_real = (y_l != ignore)[:, None], (y_gt != ignore)[:, None]
+        real = F.one_hot(y_gt.clamp(max=k - 1), k).permute(0, 3, 1, 2).float() * valid_real
+        loss_d = (masked_bce_with_logits(self.D(p_l), 0.0, valid_fake)
+                  + masked_bce_with_logits(self.D(real), 1.0, valid_real)) / 2
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         from ..engine.distributed import average_gradients

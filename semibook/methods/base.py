@@ -34,6 +34,9 @@ class Batch:
     rng: np.random.Generator
     y_u: torch.Tensor | None = None  # hidden labels: analysis only, never used in training
     ys_l: list[torch.Tensor] | None = None  # segmentation: the label map of each labeled view
+    # a second labeled batch drawn independently of the first (methods with ``labels_extra``:
+    # the adversarial discriminator's real maps); labels only, of a weak view
+    y_l_extra: torch.Tensor | None = None
 
     @property
     def x_l(self) -> torch.Tensor:
@@ -62,6 +65,7 @@ class SemiMethod(nn.Module):
     name = "base"
     views_l = 1  # augmented views of each labeled image per step
     views_u = 0  # augmented views of each unlabeled image per step (0: no unlabeled data)
+    labels_extra = False  # a second, independently drawn labeled batch (Batch.y_l_extra)
     paper = ""
 
     def __init__(self, cfg, spec: DataSpec):
@@ -77,7 +81,8 @@ class SemiMethod(nn.Module):
         if self.spec.task == "segmentation":
             return normalized_segmentation_model(self.cfg.arch, self.spec.num_classes,
                                                  self.spec.mean, self.spec.std, **kw)
-        return create_model(self.cfg.arch, self.spec.num_classes, self.spec.in_channels)
+        return create_model(self.cfg.arch, self.spec.num_classes, self.spec.in_channels,
+                            self.cfg.bn_momentum)
 
     # -- the contract -------------------------------------------------------------------------
     tasks: tuple[str, ...] = ("classification",)

@@ -9,7 +9,11 @@ Per step, with the active teacher T (full model, eval mode) and the student S (d
   1. T's softmax on the weak unlabeled view gives y_pseudo and its confidence conf;
   2. the turn's mix (CutMix boxes, or ClassMix masks from y_pseudo) mixes images, y_pseudo and
      conf with one mask; a strong photometric view of the mixed images goes to S;
-     L_mix = share(conf >= τ) · CE(S(mixed), mixed y_pseudo)   [official code's weighting]
+     L_mix = w · CE(S(mixed), mixed y_pseudo), weighted as in the official code: on a CutMix
+     turn each image i gets its own w_i, the share of confident pixels (conf >= τ) in the
+     teacher's unmixed prediction of that image, and the loss is the mean of w_i · CE over the
+     pixels whose CE is above 0; on a ClassMix turn one w for the batch, the share of
+     confident pixels among the mixed confidences
   3. implicit consistency: the drop-path sub-model S on a strong view vs the full teacher,
      L_ic = CE(S(strong x_u), y_pseudo) on pixels with conf >= τ, weight 0.2;
   loss = CE(labeled) + L_mix + 0.2 · L_ic.  τ = 0.95. The student is evaluated.
@@ -98,8 +102,16 @@ class DualTeacher(SemiMethod):
         B = batch.x_l.shape[0]
         logits = self.model(torch.cat([batch.x_l, x_mix]))
         loss_sup = F.cross_entropy(logits[:B].float(), batch.y_l, ignore_index=ignore)
-        share = (conf_mix >= hp["tau"]).float().mean()
-        loss_mix = share * F.cross_entropy(logits[B:].float(), y_mix)
+        ce_mix = F.cross_entropy(logits[B:].float(), y_mix, reduction="none")
+        if kind == "cutmix":  # per image i (the one the box is pasted into), unmixed confidences
+            w_img = (conf >= hp["tau"]).float().flatten(1).mean(1)
+            share = w_img.mean()
+            weighted = w_img[:, None, None] * ce_mix
+            pos = ce_mix > 0
+            loss_mix = weighted[pos].mean() if pos.any() else weighted.sum()
+        else:  # classmix: one weight, the confident share of the mixed confidences
+            share = (conf_mix >= hp["tau"]).float().mean()
+            loss_mix = share * ce_mix.mean()
 
         logits_ic = self.model(strong_photometric(x_u, batch.gen))  # drop-path sub-model
         keep = (conf >= hp["tau"]).float()

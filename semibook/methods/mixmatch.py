@@ -3,8 +3,9 @@
 Algorithm 1 of the paper, per step:
   1. augment the labeled batch once and each unlabeled image K times;
   2. guess labels: average the model's predictions over the K views, then sharpen (T);
-  3. MixUp every labeled and unlabeled example with a shuffled one of the whole set,
-     λ ~ Beta(α, α), λ' = max(λ, 1 - λ);
+  3. MixUp every labeled and unlabeled example with a shuffled one of the whole set, with its
+     own weight λ ~ Beta(α, α), λ' = max(λ, 1 - λ) (one draw per example, as in the paper's
+     algorithm and the official code);
   4. loss = CE on mixed labeled + λ_u · squared error on mixed unlabeled.
 As in the official code: λ_u ramps up linearly over 1/64 of training (16 of its 1024 "epochs",
 1024 kimg), batch norm sees interleaved batches and only the first of them updates its running
@@ -63,7 +64,7 @@ class MixMatch(SemiMethod):
         x_all = torch.cat([batch.x_l, *batch.views_u])
         y_all = torch.cat([y_l, *[y_pseudo] * len(batch.views_u)])
         perm = torch.randperm(len(x_all), generator=batch.gen).to(x_all.device)
-        lam = mixup_weight(batch.rng, hp["alpha"])
+        lam = mixup_weight(batch.rng, hp["alpha"], len(x_all))  # one λ' per example
         x_mix, y_mix = mixup(x_all, y_all, x_all[perm], y_all[perm], lam)
 
         # 4. losses on interleaved forward passes
@@ -73,4 +74,4 @@ class MixMatch(SemiMethod):
         lambda_u = hp["lambda_u"] * linear_rampup(step, self.rampup_steps)
         loss = loss_x + lambda_u * loss_u
         return loss, {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "lambda_u": lambda_u,
-                      "lam": lam}
+                      "lam": float(lam.mean())}

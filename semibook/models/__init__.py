@@ -13,9 +13,10 @@ from .wrn import WideResNet, parse_wrn, wrn
 ARCHS = ("wrn-28-2", "wrn-10-1", "wrn-D-W")
 
 
-def create_model(arch: str, num_classes: int, in_channels: int) -> nn.Module:
+def create_model(arch: str, num_classes: int, in_channels: int,
+                 bn_momentum: float = 0.001) -> nn.Module:
     """Build a classifier by name (``wrn-28-2`` and any ``wrn-D-W``)."""
-    return wrn(arch, num_classes, in_channels)
+    return wrn(arch, num_classes, in_channels, bn_momentum)
 
 
 def count_parameters(model: nn.Module) -> int:

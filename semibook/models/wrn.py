@@ -28,11 +28,12 @@ def parse_wrn(arch: str) -> tuple[int, int]:
 
 
 class Block(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, activate_before_residual: bool = False):
+    def __init__(self, c_in: int, c_out: int, stride: int, activate_before_residual: bool = False,
+                 bn_momentum: float = BN_MOMENTUM):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(c_in, momentum=BN_MOMENTUM)
+        self.bn1 = nn.BatchNorm2d(c_in, momentum=bn_momentum)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out, momentum=BN_MOMENTUM)
+        self.bn2 = nn.BatchNorm2d(c_out, momentum=bn_momentum)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.shortcut = None if c_in == c_out else nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
         self.activate_before_residual = activate_before_residual
@@ -47,7 +48,8 @@ class Block(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, num_classes: int = 10, depth: int = 28, width: int = 2, in_channels: int = 3):
+    def __init__(self, num_classes: int = 10, depth: int = 28, width: int = 2, in_channels: int = 3,
+                 bn_momentum: float = BN_MOMENTUM):
         super().__init__()
         n = (depth - 4) // 6
         widths = [16, 16 * width, 32 * width, 64 * width]
@@ -57,9 +59,10 @@ class WideResNet(nn.Module):
             for i in range(n):
                 layers.append(Block(widths[g] if i == 0 else widths[g + 1], widths[g + 1],
                                     stride if i == 0 else 1,
-                                    activate_before_residual=(g == 0 and i == 0)))
+                                    activate_before_residual=(g == 0 and i == 0),
+                                    bn_momentum=bn_momentum))
         self.blocks = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(widths[3], momentum=BN_MOMENTUM)
+        self.bn = nn.BatchNorm2d(widths[3], momentum=bn_momentum)
         self.fc = nn.Linear(widths[3], num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -77,6 +80,7 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def wrn(arch: str, num_classes: int, in_channels: int) -> WideResNet:
+def wrn(arch: str, num_classes: int, in_channels: int,
+        bn_momentum: float = BN_MOMENTUM) -> WideResNet:
     depth, width = parse_wrn(arch)
-    return WideResNet(num_classes, depth, width, in_channels)
+    return WideResNet(num_classes, depth, width, in_channels, bn_momentum)

@@ -38,6 +38,9 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
                                             batch_u=8, eval_every=250, eval_batch=128),
         "unet-r10t, 1500 steps, 8+8": dict(arch="unet-r10t", steps=1500, batch_l=8,
                                            batch_u=8, eval_every=250, eval_batch=128),
+        "unet-r10t, 1500 steps, 8+8, lr 3e-3": dict(arch="unet-r10t", steps=1500, batch_l=8,
+                                                    batch_u=8, eval_every=250, eval_batch=128,
+                                                    lr=3e-3),
     },
 }
 
@@ -105,3 +108,32 @@ def table(task: str) -> list[dict[str, Any]]:
             row[role] = res
         rows.append(row)
     return rows
+
+
+def _pct(res: dict[str, Any] | None) -> str:
+    return "not run" if res is None else f"{100 * res['best'][res['metric']]:.1f}"
+
+
+def markdown(task: str, chosen: str | None = None) -> str:
+    """The calibration table of ``task`` from its results files: per candidate the cost of each
+    run (elapsed seconds, evaluations included), the best metric (%) of supervised-only and of
+    the semi-supervised method at the smallest split and of the ceiling, and the gap from
+    supervised to the ceiling. ``chosen`` marks the candidate the full profile uses."""
+    (_, n), semi = runs(task)[0], SEMI_METHOD[task]
+    metric = "accuracy" if task == "classification" else "mIoU"
+    lines = [f"| candidate | seconds per run (supervised / {semi} / ceiling) | supervised, {n} "
+             f"labels | {semi}, {n} labels | fully supervised | gap to the ceiling |",
+             "|---|---|---|---|---|---|"]
+    for row in table(task):
+        secs = " / ".join("-" if row[k] is None else f"{row[k]['elapsed_s']:.0f}"
+                          for k in ("supervised", "semi", "ceiling"))
+        gap = "-"
+        if row["supervised"] and row["ceiling"]:
+            m = row["ceiling"]["metric"]
+            gap = (f"{100 * (row['ceiling']['best'][m] - row['supervised']['best'][m]):+.1f} "
+                   f"pts")
+        name = row["candidate"] + (" **(chosen)**" if row["candidate"] == chosen else "")
+        lines.append(f"| {name} | {secs} | {_pct(row['supervised'])} | {_pct(row['semi'])} | "
+                     f"{_pct(row['ceiling'])} | {gap} |")
+    lines.append(f"\nBest {metric} (%) over the run, seed 0, read from `results/calibration/`.")
+    return "\n".join(lines)

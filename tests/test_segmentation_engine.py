@@ -320,3 +320,15 @@ def test_provenance_names_a_results_file_by_its_path_in_the_repository(tmp_path)
     outside = tmp_path.parent / "elsewhere.json"
     assert "loaded from elsewhere.json;" in sb.provenance(
         {**res, "results_file": str(outside), "loaded": True})
+
+
+def test_load_only_mode_never_trains(tiny_scenes, isolated, monkeypatch):
+    from semibook.engine.loop import ResultsMissingError, run, run_or_load
+    cfg = seg_cfg("supervised", tiny_scenes, steps=2, eval_every=2)
+    cfg.profile = "full"
+    monkeypatch.setenv("SEMIBOOK_LOAD_ONLY", "1")
+    with pytest.raises(ResultsMissingError, match="--method supervised"):
+        run_or_load(cfg, progress=False)
+    assert not (isolated / "runs").exists()  # nothing trained, no run folder
+    run(cfg, progress=False)  # a real run writes the results file; then it loads
+    assert run_or_load(cfg, progress=False)["loaded"] is True

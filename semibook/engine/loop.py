@@ -657,6 +657,8 @@ def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
 def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str, Any]]:
     """Results files under ``results/`` (or ``path``) whose fields equal ``match``."""
     base = Path(path) if path else results_dir()
+    if path is None and not base.exists():  # no results folder yet: no results
+        return []
     files = sorted(base.glob("*.json")) if base.is_dir() else [base]
     out = []
     for f in files:
@@ -682,13 +684,24 @@ def finished_results(cfg: Config) -> dict[str, Any] | None:
                  if r.get("finished") and same_config(r, cfg)), None)
 
 
+class ResultsMissingError(ConfigError):
+    """Load-only mode (``$SEMIBOOK_LOAD_ONLY``) found no results file for a config."""
+
+
 def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """What a chapter calls: the finished results file of exactly this config if one exists
     (``results/``, written by a real run), else train now. Smoke runs always train and are never
-    saved as results."""
+    saved as results. With ``$SEMIBOOK_LOAD_ONLY`` set (CI's check of the committed chapters), a
+    missing results file is an error, never an hour of training."""
     found = finished_results(cfg) if cfg.profile != "smoke" else None
     if found:
         return found
+    if cfg.profile != "smoke" and os.environ.get("SEMIBOOK_LOAD_ONLY"):
+        raise ResultsMissingError(
+            f"no finished results file for {result_name(cfg)} (exactly this config) in "
+            f"{results_dir()}, and $SEMIBOOK_LOAD_ONLY forbids training; run: "
+            f"python -m semibook run --method {cfg.method} --dataset {cfg.dataset} --labels "
+            f"{cfg.labels} --profile {cfg.profile} --seed {cfg.seed}")
     if cfg.profile != "smoke" and pick_device().type == "cpu":
         print(f"note: no finished results file for this {cfg.method} config in "
               f"{results_dir()}; training {cfg.steps} steps on the CPU takes hours (use a GPU, or "

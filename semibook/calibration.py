@@ -81,7 +81,7 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
             if methods and method not in methods:
                 continue
             out = results_path(task, cand, method, labels)
-            if out.exists():
+            if result(task, cand, method, labels) is not None:
                 echo(f"done     {cand}: {method} {labels}")
                 continue
             cfg = config(task, cand, method, labels)
@@ -95,6 +95,17 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
                 atomic_write_text(out, json.dumps(res, indent=1) + "\n")
 
 
+def result(task: str, candidate: str, method: str, labels: int) -> dict[str, Any] | None:
+    """A calibration run's results: its file under ``results/calibration/``, or, for the
+    candidate that the full profile now is, the benchmark's own results file of the same
+    config (so the chosen candidate's seed-0 runs are not trained twice). None: not run."""
+    p = results_path(task, candidate, method, labels)
+    if p.exists():
+        return json.loads(p.read_text())
+    from .engine.loop import finished_results
+    return finished_results(config(task, candidate, method, labels))
+
+
 def table(task: str) -> list[dict[str, Any]]:
     """One row per candidate: its model, steps and batch, the seconds of each run, and the
     best metric of supervised, the semi-supervised method and the ceiling (None: not run)."""
@@ -103,9 +114,7 @@ def table(task: str) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"candidate": cand, **{k: over.get(k) for k in
                                                      ("arch", "steps", "batch_l", "batch_u")}}
         for role, (method, labels) in zip(("supervised", "semi", "ceiling"), runs(task)):
-            p = results_path(task, cand, method, labels)
-            res = json.loads(p.read_text()) if p.exists() else None
-            row[role] = res
+            row[role] = result(task, cand, method, labels)
         rows.append(row)
     return rows
 

@@ -223,3 +223,60 @@ def missing_markdown(got: dict[str, Any]) -> str:
     lines += ["", f"`python -m semibook reproduce {t.name}{flag}` runs them and skips the "
               f"finished ones; a single run: `{missing[0].command(profile)}`."]
     return "\n".join(lines)
+
+
+def verdict(got: dict[str, Any], labels: int, method: str) -> dict[str, Any] | None:
+    """Whether ``method`` beats supervised-only training at ``labels`` labels in a
+    :func:`collect` ed table, from the last evaluation of each seed both have finished.
+
+    The seeds share their split, so the comparison is paired: the gain is the mean over seeds of
+    (method - supervised), and it counts as shown when it exceeds two standard deviations of
+    those per-seed differences (at least two seeds). ``gap_closed`` is the share of the
+    supervised-to-fully-supervised gap that the mean gain closes. None: nothing to compare."""
+    import statistics
+
+    runs = got["by_labels"].get(labels, {})
+    if method not in runs or CEILING_METHOD not in runs:
+        return None
+    last = lambda r: r["last"][r["metric"]]
+    by_seed = {r["seed"]: last(r) for r in runs[method]}
+    base = {r["seed"]: last(r) for r in runs[CEILING_METHOD]}
+    seeds = sorted(set(by_seed) & set(base))
+    if not seeds:
+        return None
+    diffs = [by_seed[s] - base[s] for s in seeds]
+    gain = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+    ceiling = [last(r) for r in got["ceiling"]]
+    sup_mean = statistics.fmean(base[s] for s in seeds)
+    width = statistics.fmean(ceiling) - sup_mean if ceiling else None
+    return {"method": method, "labels": labels, "seeds": seeds, "gain": gain, "sd": sd,
+            "shown": sd is not None and gain > 2 * sd, "metric": runs[method][0]["metric"],
+            "gap_closed": gain / width if width and width > 0 else None}
+
+
+def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
+    """One sentence, computed from the results files, saying whether ``method`` beats
+    supervised-only training (see :func:`verdict`) and what share of the gap it closes."""
+    v = verdict(got, labels, method)
+    if v is None:
+        return (f"No finished pair of {method} and supervised runs with {labels} labels yet, so "
+                f"no verdict.")
+    unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
+    seeds = f"{len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''} ({', '.join(map(str, v['seeds']))})"
+    gain = f"{100 * v['gain']:+.2f} {unit}"
+    if v["sd"] is None:
+        text = (f"**{method}, {labels} labels:** {gain} over supervised-only training on "
+                f"{seeds}; a single seed has no spread, so whether it beats supervised by more "
+                f"than two standard deviations is not known yet.")
+    else:
+        text = (f"**{method}, {labels} labels:** {gain} over supervised-only training (mean of "
+                f"the per-seed differences over {seeds}, standard deviation "
+                f"{100 * v['sd']:.2f}): "
+                + ("it beats supervised by more than two standard deviations (met)."
+                   if v["shown"] else
+                   "not more than two standard deviations above supervised (NOT met)."))
+    if v["gap_closed"] is not None:
+        text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
+                 f"training and full supervision.")
+    return text

@@ -241,3 +241,23 @@ def test_a_run_with_a_non_finite_loss_does_not_stop_the_table(monkeypatch, isola
     assert calls == [("supervised", 20, 0, False, True), ("mean_teacher", 20, 0, False, True),
                      ("supervised", 400, 0, False, True)]
     assert lines[-1].startswith("1 run(s) failed: supervised")
+
+
+def test_verdict_is_paired_over_seeds_and_needs_two_standard_deviations():
+    def res(seed, last, metric="miou"):
+        return {"seed": seed, "metric": metric, "last": {metric: last, "step": 10}}
+    got = {"by_labels": {50: {"supervised": [res(0, 0.20), res(1, 0.30), res(2, 0.25)],
+                              "cps": [res(0, 0.26), res(1, 0.35), res(2, 0.31)],
+                              "mt": [res(0, 0.30), res(1, 0.28), res(2, 0.25)]}},
+           "ceiling": [res(0, 0.60), res(1, 0.62), res(2, 0.58)]}
+    v = rp.verdict(got, 50, "cps")  # per-seed gains 0.06, 0.05, 0.06: steady
+    assert v["gain"] == pytest.approx(0.17 / 3) and v["shown"] is True
+    assert v["gap_closed"] == pytest.approx((0.17 / 3) / (0.60 - 0.25))
+    w = rp.verdict(got, 50, "mt")  # gains 0.10, -0.02, 0.00: a positive mean, but noise
+    assert w["gain"] == pytest.approx(0.08 / 3) and w["shown"] is False
+    assert "(met)" in rp.verdict_markdown(got, 50, "cps")
+    assert "(NOT met)" in rp.verdict_markdown(got, 50, "mt")
+    one = {"by_labels": {50: {"supervised": [res(0, 0.2)], "cps": [res(0, 0.3)]}}, "ceiling": []}
+    assert rp.verdict(one, 50, "cps")["shown"] is False
+    assert "not known yet" in rp.verdict_markdown(one, 50, "cps")
+    assert rp.verdict(got, 200, "cps") is None and "no verdict" in rp.verdict_markdown(got, 200, "cps")

@@ -22,12 +22,15 @@ from typing import Any, Callable
 from .config import make_config
 from .paths import results_dir, runs_dir
 
-# Candidates per task: name -> overrides of the full profile. The semi-supervised method tried
-# is the task's strongest by its papers (MixMatch; CPS with CutMix).
+# Candidates per task: name -> overrides of the full profile, each naming every value that the
+# candidates vary (so a candidate stays what it was when the profile changes). The
+# semi-supervised method tried is the task's strongest by its papers (MixMatch; CPS with CutMix).
 CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "classification": {
+        # the papers' averaging: batch-norm momentum 0.001, weight EMA 0.999
         "wrn-10-1, 3000 steps, 32+32": dict(arch="wrn-10-1", steps=3000, batch_l=32,
-                                            batch_u=32, eval_every=500),
+                                            batch_u=32, eval_every=500, bn_momentum=0.001,
+                                            ema_decay=0.999),
         # the same with batch norm and the weight EMA averaging over about 100 steps, not 1000
         "wrn-10-1, 3000 steps, 32+32, BN/EMA 0.99": dict(
             arch="wrn-10-1", steps=3000, batch_l=32, batch_u=32, eval_every=500,
@@ -35,9 +38,10 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "segmentation": {
         "unet-mnv3s, 2000 steps, 8+8": dict(arch="unet-mnv3s", steps=2000, batch_l=8,
-                                            batch_u=8, eval_every=250, eval_batch=128),
+                                            batch_u=8, eval_every=250, eval_batch=128,
+                                            lr=1e-3),
         "unet-r10t, 1500 steps, 8+8": dict(arch="unet-r10t", steps=1500, batch_l=8,
-                                           batch_u=8, eval_every=250, eval_batch=128),
+                                           batch_u=8, eval_every=250, eval_batch=128, lr=1e-3),
         "unet-r10t, 1500 steps, 8+8, lr 3e-3": dict(arch="unet-r10t", steps=1500, batch_l=8,
                                                     batch_u=8, eval_every=250, eval_batch=128,
                                                     lr=3e-3),

@@ -280,3 +280,46 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
                  f"training and full supervision.")
     return text
+
+
+def timing(got: dict[str, Any]) -> dict[str, Any]:
+    """The elapsed times that a :func:`collect` ed table's results files record (training and
+    evaluation, as each run measured itself): count, sum, and the longest run."""
+    runs = [r for rs in got["by_labels"].values() for rr in rs.values() for r in rr]
+    runs += got["ceiling"]
+    secs = [r["elapsed_s"] for r in runs]
+    longest = max(runs, key=lambda r: r["elapsed_s"]) if runs else None
+    return {"runs": len(runs), "of": got["runs"], "sum_s": sum(secs),
+            "max_s": longest["elapsed_s"] if longest else None,
+            "longest": (f"{longest['method']}, {longest['labels']} labels, seed {longest['seed']}"
+                        if longest else None),
+            "devices": sorted({r["device"] for r in runs})}
+
+
+def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
+                    max_run_min: float = 15.0) -> str:
+    """The budget of the full profile checked against the results files: per table and in all,
+    the sum of the runs' elapsed times, that sum halved (two runs at a time), and the longest
+    run, against ``budget_h`` hours in all and ``max_run_min`` minutes a run."""
+    lines = ["| table | finished runs | sum of elapsed times | two at a time | longest run |",
+             "|---|---|---|---|---|"]
+    total, longest, done, planned = 0.0, 0.0, 0, 0
+    for name, got in tables.items():
+        t = timing(got)
+        total, done, planned = total + t["sum_s"], done + t["runs"], planned + t["of"]
+        if t["runs"]:
+            longest = max(longest, t["max_s"])
+            lines.append(f"| {name} | {t['runs']} of {t['of']} | {t['sum_s'] / 3600:.2f} h | "
+                         f"{t['sum_s'] / 7200:.2f} h | {t['max_s'] / 60:.1f} min "
+                         f"({t['longest']}) |")
+        else:
+            lines.append(f"| {name} | 0 of {t['of']} | - | - | - |")
+    lines.append(f"| all | {done} of {planned} | {total / 3600:.2f} h | {total / 7200:.2f} h | "
+                 f"{longest / 60:.1f} min |")
+    ok_total, ok_max = total / 7200 <= budget_h, longest / 60 <= max_run_min
+    what = "the whole benchmark" if done == planned else f"the {done} finished runs"
+    lines += ["", f"Budget: at most {budget_h:g} hours with two runs at a time, no run over "
+              f"{max_run_min:g} minutes. For {what}: "
+              f"{total / 7200:.2f} h ({'within' if ok_total else 'OVER'} the budget), longest "
+              f"run {longest / 60:.1f} min ({'within' if ok_max else 'OVER'} the limit)."]
+    return "\n".join(lines)

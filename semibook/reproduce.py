@@ -323,3 +323,12 @@ def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
               f"{total / 7200:.2f} h ({'within' if ok_total else 'OVER'} the budget), longest "
               f"run {longest / 60:.1f} min ({'within' if ok_max else 'OVER'} the limit)."]
     return "\n".join(lines)
+
+
+def chapter_verdicts(table: str, methods: list[str], profile: str = "full") -> str:
+    """What a chapter says about its methods over the benchmark's seeds: one
+    :func:`verdict_markdown` sentence per method and label count of ``table``, from the
+    ``profile`` results files (chapter 6 tables them all)."""
+    got = collect(table, profile)
+    lines = [verdict_markdown(got, n, m) for n in got["table"].labels for m in methods]
+    return "\n\n".join(lines)

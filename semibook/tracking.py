@@ -43,3 +43,58 @@ def agreement_curves(history: list[dict], pair: str) -> dict[str, list[float]]:
     for key in ("agree", "agree_correct", "agree_wrong", "disagree"):
         out[key] = [r["agreement"][pair][key] for r in rows]
     return out
+
+
+def foreground_shares(row: dict, background: int = 0) -> dict[str, float] | None:
+    """Agreement on the pixels whose true class is not ``background``, from one evaluation's
+    per-class record (classes weighted by their pixel counts); None without such pixels."""
+    per = {int(c): v for c, v in row["per_class"].items() if int(c) != background}
+    n = sum(v["n"] for v in per.values())
+    if not n:
+        return None
+    return {"agree": sum(v["agree"] * v["n"] for v in per.values()) / n,
+            "agree_correct": sum(v["agree_correct"] * v["n"] for v in per.values()) / n, "n": n}
+
+
+def describe_agreement(history: list[dict], pair: str, background: int | None = None,
+                       words: tuple[str, str] = ("the two agree on", "agreement")) -> str:
+    """A paragraph, computed from a run's history, that reads one agreement curve: where the
+    agreement starts and ends, how much of it is correct, when it rose, whether it stalled over
+    the last third of training, and (``background`` given: segmentation) the same on the item
+    pixels alone, since background dominates the pixel count. ``words`` names the shares, e.g.
+    ("the mask keeps", "the kept share") for a confident mask."""
+    verb, noun = words
+    rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]
+    if len(rows) < 2:
+        return f"Too few evaluations of {pair} to read a curve."
+    a = [r["agreement"][pair] for r in rows]
+    steps = [r["step"] for r in rows]
+    pct = lambda v: f"{100 * v:.1f}%"
+    first, last = a[0], a[-1]
+    prec = last["agree_correct"] / last["agree"] if last["agree"] else 0.0
+    text = (f"{pair}: at the first evaluation (step {steps[0]}) {verb} "
+            f"{pct(first['agree'])} of the tracked unlabeled {'pixels' if background is not None else 'images'}, "
+            f"{pct(first['agree_correct'])} correctly; at the last (step {steps[-1]}) on "
+            f"{pct(last['agree'])}, {pct(last['agree_correct'])} correctly, so {pct(prec)} of "
+            f"{noun} is right. ")
+    rise = last["agree"] - first["agree"]
+    if abs(rise) >= 0.01:
+        half = next(s for s, v in zip(steps, a) if
+                    (v["agree"] - first["agree"]) / rise >= 0.5)
+        text += (f"Half of the {'rise' if rise > 0 else 'fall'} of {100 * abs(rise):.1f} points "
+                 f"came by step {half}. ")
+    tail = [v for s, v in zip(steps, a) if s >= steps[-1] * 2 / 3]
+    change = tail[-1]["agree"] - tail[0]["agree"]
+    gain = tail[-1]["agree_correct"] - tail[0]["agree_correct"]
+    if abs(change) < 0.01 and abs(gain) < 0.01:
+        text += "Over the last third of training both shares stalled (changes under a point). "
+    else:
+        text += (f"Over the last third of training {noun} moved by {100 * change:+.1f} points "
+                 f"and its correct part by {100 * gain:+.1f}. ")
+    if background is not None:
+        fg0, fg1 = (foreground_shares(r, background) for r in (first, last))
+        if fg0 and fg1:
+            text += (f"On the item pixels alone (background left out, {pct(fg1['n'] / last['n'])} "
+                     f"of the pixels) {verb} {pct(fg0['agree'])} at first and "
+                     f"{pct(fg1['agree'])} at the end, {pct(fg1['agree_correct'])} correctly.")
+    return text.strip()

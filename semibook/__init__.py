@@ -11,17 +11,28 @@ The few names a chapter needs::
 
 from __future__ import annotations
 
+import importlib
+
 from .config import PROFILES, Config, ConfigError, make_config
-from .data import DATASETS, available, load_dataset
-from .engine import fit, load_results, provenance, run, run_or_load
-from .methods import METHODS, get_method_class
-from .models import create_model
 
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562), so that ``python -m semibook --help`` needs no torch.
+_LAZY = {"DATASETS": ".data", "available": ".data", "load_dataset": ".data",
+         "fit": ".engine.loop", "load_results": ".engine.loop", "provenance": ".engine.loop",
+         "run": ".engine.loop", "run_or_load": ".engine.loop", "METHODS": ".methods",
+         "get_method_class": ".methods", "create_model": ".models"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'semibook' has no attribute {name!r}")
 
 
 def get_method(name: str):
     """The method class registered under ``name`` (an unknown name lists the known ones)."""
+    from .methods import get_method_class
     return get_method_class(name)
 
 

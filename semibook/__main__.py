@@ -18,31 +18,53 @@ import sys
 from .config import ConfigError
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line. Nothing here imports torch, so ``--help`` answers at once; choices are
+    listed from :mod:`semibook.catalog` and checked when the run is configured (one line)."""
+    from .catalog import DATASET_TASKS, methods_for
+    from .config import PROFILES
+
     p = argparse.ArgumentParser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train one method and write its run folder and results")
-    r.add_argument("--method", required=True)
-    r.add_argument("--dataset", default="fashion-mnist")
-    r.add_argument("--labels", type=int, default=250)
-    r.add_argument("--profile", default=None, help="smoke, full or paper (default: "
-                   "$SEMIBOOK_PROFILE or full)")
-    r.add_argument("--seed", type=int, default=0)
+    by_task = "; ".join(f"{t}: {', '.join(methods_for(t))}" for t in ("classification",
+                                                                     "segmentation"))
+    r = sub.add_parser(
+        "run", help="train one method and write its run folder and results",
+        description="Train one method on one split and seed. Ends with a summary: the metric "
+                    "in percent, the run folder, the results file (or why none was written) and "
+                    "the elapsed time.")
+    r.add_argument("--method", required=True, help=f"the method; {by_task}")
+    r.add_argument("--dataset", default="fashion-mnist",
+                   help="one of: " + ", ".join(f"{d} ({t})" for d, t in DATASET_TASKS.items())
+                   + " (default: fashion-mnist)")
+    r.add_argument("--labels", type=int, default=250,
+                   help="labeled training images (classification: a multiple of the classes; "
+                        "default: 250); the rest of the training set is unlabeled")
+    r.add_argument("--profile", default=None,
+                   help=f"one of: {', '.join(PROFILES)}; smoke: seconds, its numbers mean "
+                        f"nothing; full: the book's experiment, minutes a run on a 2-core CPU; "
+                        f"paper: the paper's schedule (default: $SEMIBOOK_PROFILE or full)")
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of the labeled split and of every random draw (default: 0)")
     r.add_argument("--steps", type=int, default=None, help="override the profile's step count")
-    r.add_argument("--eval-every", type=int, default=None)
+    r.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
     r.add_argument("--eval-size", type=int, default=None, help="test images per evaluation "
                    "(0: all)")
-    r.add_argument("--data-root", default=None)
+    r.add_argument("--data-root", default=None, help="the dataset's folder (the only place "
+                   "looked at when given)")
     r.add_argument("--arch", default=None, help="override the profile's model (e.g. wrn-28-2)")
     r.add_argument("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN "
                    "or infinite (counted in the history) instead of stopping")
-    r.add_argument("--run-dir", default=None, help="default: runs/<dataset>-<labels>/"
-                   "<method>-seed<seed>-<profile>")
+    r.add_argument("--run-dir", default=None, help="default: ~/.cache/semibook/runs/"
+                   "<dataset>-<labels>/<method>-seed<seed>-<profile>")
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     r.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     r.add_argument("--no-results", action="store_true", help="do not write results/<name>.json")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--json", action="store_true", help="end with one JSON line instead of the "
+                   "summary")
+    r.add_argument("--yes", action="store_true", help="start a long CPU run without asking")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
     q = sub.add_parser("reproduce", help="run a results table (skipping finished runs)")
     q.add_argument("table", help="classification or segmentation")
     q.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
@@ -60,8 +82,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="names from semibook.calibration.CANDIDATES (default: all)")
     c.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
     c.add_argument("--quiet", action="store_true")
-    from .bench import add_parser as add_bench_parser
-    add_bench_parser(sub)
+    if argv and argv[0] == "bench":  # the benchmark's options need its module (and torch)
+        from .bench import add_parser as add_bench_parser
+        add_bench_parser(sub)
+    else:
+        sub.add_parser("bench", help="time training steps against a reference; write JSON")
     return p
 
 
@@ -74,9 +99,63 @@ def _reproduce(args) -> int:
     return 3 if any(r["status"] == "failed" for r in rows) else 0
 
 
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def estimate(cfg) -> tuple[float, str] | None:
+    """Seconds this config's run takes on this kind of device, from the results files of the
+    same method, dataset, profile, model and step count (the longest of them), and the file."""
+    from .engine.loop import load_results
+    same = [r for r in load_results(method=cfg.method, dataset=cfg.dataset, profile=cfg.profile)
+            if r["config"].get("steps") == cfg.steps and r["config"].get("arch") == cfg.arch]
+    if not same:
+        return None
+    r = max(same, key=lambda r: r["elapsed_s"])
+    return r["elapsed_s"], f"{r['results_file']} ({r['device']})"
+
+
+def _confirm(cfg, args) -> bool:
+    """A run of the full or paper profile on a CPU says how long it will take; at a terminal it
+    asks first (unless --yes)."""
+    from .engine.seed import pick_device
+    if cfg.profile == "smoke" or pick_device(args.device).type != "cpu":
+        return True
+    est = estimate(cfg)
+    line = (f"{cfg.method} in the {cfg.profile} profile on the CPU: {cfg.steps} steps, about "
+            f"{_minutes(est[0])} as measured in {est[1]}" if est else
+            f"{cfg.method} in the {cfg.profile} profile on the CPU: {cfg.steps} steps; no results "
+            f"file of this method, model and step count to time it from")
+    print(line, flush=True)
+    if args.yes or not sys.stdin.isatty():
+        return True
+    return input("start it? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def summary(res: dict) -> str:
+    """What a finished ``run`` prints: the metric in percent (as the book shows it), the run
+    folder, the results file or why there is none, and the elapsed time."""
+    key = res.get("metric", "acc")
+    name = {"acc": "accuracy", "miou": "mIoU"}[key]
+    lines = [f"{res['method']} on {res['dataset']}, {res['labels']} labels, seed {res['seed']}, "
+             f"profile {res['profile']}"]
+    if res.get("last"):
+        lines.append(f"  last {name} {100 * res['last'][key]:.2f}% at step {res['last']['step']}"
+                     f"; best {100 * res['best'][key]:.2f}% at step {res['best']['step']}")
+    lines.append(f"  run folder:   {res['run_dir']}")
+    why = ("smoke runs are never saved as results" if res["profile"] == "smoke" else
+           "--no-results" if res.get("no_results") else
+           "the run did not finish" if not res.get("finished") else "")
+    lines.append(f"  results file: {res.get('results_file') or 'none (' + why + ')'}")
+    lines.append(f"  elapsed:      {_minutes(res['elapsed_s'])}")
+    return "\n".join(lines)
+
+
 def _run(args) -> int:
     from .config import make_config
-    from .engine import run
+    from .engine.loop import run
+    from .engine.loop import default_run_dir
     overrides = {}
     if args.steps is not None:
         overrides["steps"] = args.steps
@@ -92,18 +171,28 @@ def _run(args) -> int:
         overrides["skip_nonfinite"] = True
     cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
                       **overrides)
-    res = run(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite,
+    if not _confirm(cfg, args):
+        print("not started")
+        return 1
+    run_dir = args.run_dir or default_run_dir(cfg)
+    res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
               progress=not args.quiet, save_results=False if args.no_results else None,
               device=args.device)
-    summary = {k: res.get(k) for k in ("method", "dataset", "labels", "seed", "profile", "last",
-                                       "best", "elapsed_s", "results_file")}
-    if res.get("rank", 0) == 0:  # under torchrun, rank 0 reports
-        print(json.dumps(summary))
+    if res.get("rank", 0) != 0:  # under torchrun, rank 0 reports
+        return 0
+    res = {**res, "run_dir": str(run_dir), "no_results": args.no_results}
+    if args.json:
+        print(json.dumps({k: res.get(k) for k in (
+            "method", "dataset", "labels", "seed", "profile", "last", "best", "elapsed_s",
+            "run_dir", "results_file")}))
+    else:
+        print(summary(res))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     from .engine.loop import NonFiniteLossError
     try:
         if args.command == "reproduce":

@@ -24,6 +24,10 @@ from .paths import results_dir
 
 SEEDS = (0, 1, 2)
 
+# How the book and the messages write the command: the interpreter of the README's set-up
+# (``make book`` or ``make test`` create .venv).
+CLI = ".venv/bin/python -m semibook"
+
 # The label counts of each table: the one place to change them. Classification: 250 labels is
 # MixMatch's headline setting (CIFAR-10 with 250 labels), 1000 a setting both MixMatch and Mean
 # Teacher report. Segmentation: labeled scenes out of the 10,000 training scenes of
@@ -71,7 +75,7 @@ class Entry:
     ceiling: bool = False
 
     def command(self, profile: str = "full") -> str:
-        return (f"python -m semibook run --method {self.method} --dataset {self.dataset} "
+        return (f"{CLI} run --method {self.method} --dataset {self.dataset} "
                 f"--labels {self.labels} --profile {profile} --seed {self.seed}")
 
 
@@ -220,7 +224,7 @@ def missing_markdown(got: dict[str, Any]) -> str:
     lines += [f"| {m}{' (fully supervised)' if c else ''} | {n} | {', '.join(map(str, s))} |"
               for (m, n, c), s in groups.items()]
     flag = "" if profile == "full" else f" --profile {profile}"
-    lines += ["", f"`python -m semibook reproduce {t.name}{flag}` runs them and skips the "
+    lines += ["", f"`{CLI} reproduce {t.name}{flag}` runs them and skips the "
               f"finished ones; a single run: `{missing[0].command(profile)}`."]
     return "\n".join(lines)
 

@@ -51,11 +51,12 @@ def test_missing_data_is_one_line_and_writes_nothing(isolated, tmp_path):
 
 def test_run_writes_run_folder_and_results_file(isolated, fake_fashion):
     r = cli("run", "--method", "supervised", "--profile", "smoke", "--steps", "4",
-            "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
+            "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["method"] == "supervised" and summary["last"]["step"] == 4
     run = isolated / "runs" / "fashion-mnist-20" / "supervised-seed0-smoke"
+    assert summary["run_dir"] == str(run) and summary["results_file"] is None
     for name in ("config.json", "history.jsonl", "checkpoint.pt", "results.json"):
         assert (run / name).exists()
     assert tree(isolated / "results") == []  # smoke numbers are never reported
@@ -77,3 +78,55 @@ def test_full_profile_run_writes_results_file(isolated, fake_fashion):
     files = list((isolated / "results").glob("*.json"))
     assert [f.name for f in files] == ["fashion-mnist_20_supervised_seed0_full.json"]
     assert json.loads(files[0].read_text())["overrides"]["steps"] == 2
+
+
+def test_help_is_fast_lists_the_choices_and_imports_no_torch():
+    code = ("import sys, semibook.__main__ as m; h = m._parser(['run']).format_subparser_help "
+            "if False else None; p = m._parser(['run']); "
+            "import contextlib, io; buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            "    try: p.parse_args(['run', '--help'])\n"
+            "    except SystemExit: pass\n"
+            "print('torch' in sys.modules); print(buf.getvalue())")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    first, helptext = r.stdout.split("\n", 1)
+    assert first == "False"  # no torch for --help
+    for name in ("classification: supervised, mixmatch, mean_teacher", "cps_cutmix",
+                 "fashion-scenes (segmentation)", "smoke, full, paper", "--json", "--yes"):
+        assert name in " ".join(helptext.split()), name
+
+
+def test_catalog_matches_the_registries():
+    from semibook.catalog import DATASET_TASKS, METHOD_TASKS
+    from semibook.data import DATASETS, dataset_info
+    from semibook.methods import METHODS
+    assert {m: c.tasks for m, c in METHODS.items()} == METHOD_TASKS
+    assert {d: dataset_info(d).task for d in DATASETS} == DATASET_TASKS
+
+
+def test_run_ends_with_a_human_summary(isolated, fake_fashion):
+    r = cli("run", "--method", "supervised", "--profile", "smoke", "--steps", "4",
+            "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20", "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip().splitlines()
+    assert out[0] == "supervised on fashion-mnist, 20 labels, seed 0, profile smoke"
+    assert out[1].startswith("  last accuracy ") and "% at step 4; best " in out[1]
+    run = isolated / "runs" / "fashion-mnist-20" / "supervised-seed0-smoke"
+    assert out[2] == f"  run folder:   {run}"
+    assert out[3] == "  results file: none (smoke runs are never saved as results)"
+    assert out[4].startswith("  elapsed:      ") and out[4].endswith(" s")
+
+
+def test_full_profile_on_the_cpu_says_how_long_from_a_results_file(isolated, fake_fashion):
+    args = ["run", "--method", "supervised", "--profile", "full", "--steps", "2",
+            "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20", "--quiet",
+            "--device", "cpu"]
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "no results file of this method, model and step count to time it from" in first.stdout
+    assert "results file: " + str(isolated / "results") in first.stdout
+    second = cli(*args[:-2], "--labels", "30", "--device", "cpu")  # another split, same steps
+    assert second.returncode == 0, second.stderr
+    assert "steps, about " in second.stdout and "as measured in " in second.stdout

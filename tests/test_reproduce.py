@@ -144,7 +144,7 @@ def test_collect_and_aggregate_match_a_hand_computation(small, trained, isolated
     assert note[0] == "6 of 6 runs of the `tiny` table have no finished results file of the " \
         "`full` profile yet:"
     assert "| supervised (fully supervised) | 400 | 0, 1 |" in note
-    assert note[-1].startswith("`python -m semibook reproduce tiny` runs them")
+    assert note[-1].startswith("`.venv/bin/python -m semibook reproduce tiny` runs them")
     got = rp.collect(TINY, seeds=SEEDS, overrides=small)
     assert got["missing"] == [] and sorted(got["by_labels"]) == [20]
     assert rp.missing_markdown(got) == ""

@@ -544,7 +544,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     t0 = time.time()
     bar = Progress(cfg.steps, start, progress and ranks.main)
     bar.line(f"{cfg.method} on {cfg.dataset} ({cfg.labels} labels, seed {cfg.seed}, profile "
-             f"{cfg.profile}): {cfg.steps} steps on {device_name(device)}; data from "
+             f"{cfg.profile}): {cfg.steps} steps on {device_name(device)}; data: "
              f"{trainer.image_set.source}")
     with open(hist_path if ranks.main else os.devnull, "a") as hist:
         for step in range(start, cfg.steps):
@@ -700,8 +700,8 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
         raise ResultsMissingError(
             f"no finished results file for {result_name(cfg)} (exactly this config) in "
             f"{results_dir()}, and $SEMIBOOK_LOAD_ONLY forbids training; run: "
-            f"python -m semibook run --method {cfg.method} --dataset {cfg.dataset} --labels "
-            f"{cfg.labels} --profile {cfg.profile} --seed {cfg.seed}")
+            f".venv/bin/python -m semibook run --method {cfg.method} --dataset {cfg.dataset} "
+            f"--labels {cfg.labels} --profile {cfg.profile} --seed {cfg.seed}")
     if cfg.profile != "smoke" and pick_device().type == "cpu":
         print(f"note: no finished results file for this {cfg.method} config in "
               f"{results_dir()}; training {cfg.steps} steps on the CPU takes hours (use a GPU, or "

@@ -107,15 +107,17 @@ def box_masks(n: int, h: int, w: int, gen: torch.Generator, prop: tuple[float, f
 
 
 def classmix_masks(labels: torch.Tensor, gen: torch.Generator,
-                   ignore_index: int | None = 255) -> torch.Tensor:
+                   ignore_index: int | None = 255, round_up: bool = False) -> torch.Tensor:
     """ClassMix (Olsson et al. 2021): for each label map (n, h, w), pick half of the classes
-    present (rounded up) at random; the mask (n, 1, h, w) is 1 on their pixels."""
+    present at random; the mask (n, 1, h, w) is 1 on their pixels. Half is rounded down, as the
+    ClassMix and Dual Teacher code do ((n - n % 2) / 2 classes); ``round_up`` takes the other
+    half when n is odd."""
     masks = torch.zeros(labels.shape[0], 1, *labels.shape[1:])
     for i, lab in enumerate(labels):
         present = lab.unique()
         if ignore_index is not None:
             present = present[present != ignore_index]
-        k = (len(present) + 1) // 2
+        k = (len(present) + 1) // 2 if round_up else len(present) // 2
         chosen = present[torch.randperm(len(present), generator=gen)[:k].to(present.device)]
         masks[i, 0] = torch.isin(lab, chosen).float().cpu()
     return masks.to(labels.device)

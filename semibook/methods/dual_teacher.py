@@ -17,6 +17,7 @@ Per step, with the active teacher T (full model, eval mode) and the student S (d
   3. implicit consistency: the drop-path sub-model S on a strong view vs the full teacher,
      L_ic = CE(S(strong x_u), y_pseudo) on pixels with conf >= τ, weight 0.2;
   loss = CE(labeled) + L_mix + 0.2 · L_ic.  τ = 0.95. The student is evaluated.
+ClassMix takes half the classes present, rounded down, as the official code does.
 Differences from the official code, and why: a turn is ``turn_steps`` steps (an official epoch
 is one pass over the labeled set, a few steps with our small labeled sets); the teacher is
 reset before its first pseudo labels (the code resets it after its first step, through its
@@ -92,7 +93,7 @@ class DualTeacher(SemiMethod):
         if kind == "cutmix":  # boxes from another image
             mask = cutmix_boxes(n, h, w, batch.gen).to(x_u.device)
             first, second = perm, torch.arange(n, device=x_u.device)
-        else:  # classmix: half the predicted classes of this image over another image
+        else:  # classmix: half the predicted classes (rounded down) of this image over another
             mask = classmix_masks(y_pseudo, batch.gen, ignore).to(x_u.device)
             first, second = torch.arange(n, device=x_u.device), perm
         mix = lambda t: mix_with_mask(mask, t[first], t[second])

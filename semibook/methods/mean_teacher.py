@@ -12,11 +12,12 @@ Per step:
 The teacher is the evaluated model. Adam's learning rate follows the official sigmoid ramp-up
 and ramp-down (engine schedule ``mean_teacher``).
 
-Segmentation (the paper has none; this follows common practice, e.g. in the CPS and UniMatch
-comparisons): the teacher sees the weak view of each unlabeled image and the student a strong
-photometric view of the same crop, so their pixels correspond; the consistency is the squared
-error between their softmax maps on the unlabeled pixels; EMA decay 0.99 throughout; the SGD
-and poly schedule of the other segmentation methods.
+Segmentation (the paper has none; this version is the book's own): the teacher sees the weak
+view of each unlabeled image and the student a strong photometric view of the same crop, so
+their pixels correspond; the consistency is the squared error between their softmax maps on the
+unlabeled pixels; EMA decay 0.99 throughout; the optimiser and poly schedule of the other
+segmentation methods. It is not the Mean Teacher baseline of CPS's comparisons (TorchSemiSeg:
+the same input for both networks, squared error x 100 on all pixels, EMA 0.99, no ramp-up).
 """
 
 from __future__ import annotations

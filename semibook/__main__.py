@@ -53,6 +53,9 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="the dataset's folder (the only place "
                    "looked at when given)")
     r.add_argument("--arch", default=None, help="override the profile's model (e.g. wrn-28-2)")
+    r.add_argument("--weights", default=None, metavar="PATH", help="segmentation: the encoder's "
+                   "pretrained weights from a file placed by hand (timm's weights for that "
+                   "encoder), where they cannot be downloaded")
     r.add_argument("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN "
                    "or infinite (counted in the history) instead of stopping")
     r.add_argument("--run-dir", default=None, help="default: ~/.cache/semibook/runs/"
@@ -169,6 +172,8 @@ def _run(args) -> int:
         overrides["arch"] = args.arch
     if args.skip_nonfinite:
         overrides["skip_nonfinite"] = True
+    if args.weights:
+        overrides["weights_path"] = args.weights
     cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
                       **overrides)
     if not _confirm(cfg, args):

@@ -47,6 +47,10 @@ class Config:
     # classification: batch norm's running-statistics momentum (PyTorch's sense); 0.001 is
     # MixMatch's (TensorFlow decay 0.999), made for a million steps
     bn_momentum: float = 0.001
+    # segmentation: the encoder's pretrained weights ("imagenet": timm's default for the encoder,
+    # fetched into the Hugging Face cache; None: random) and a weights file placed by hand
+    encoder_weights: str | None = None
+    weights_path: str | None = None
     # schedule and optimisation
     steps: int = 1000
     batch_l: int = 64
@@ -131,9 +135,10 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         # 15 minutes with two runs at a time.
         "full": dict(arch="unet-r10t", steps=1000, batch_l=8, batch_u=8, eval_every=200,
                      eval_size=0, eval_batch=32, log_every=25, track_size=256),
+        # the papers fine-tune ImageNet-pretrained encoders
         "paper": dict(arch="deeplabv3plus-r101", steps=40000, batch_l=8, batch_u=8,
                       eval_every=2000, eval_size=0, eval_batch=8, log_every=100,
-                      track_size=64, checkpoint_every=1000),
+                      track_size=64, checkpoint_every=1000, encoder_weights="imagenet"),
     },
 }
 

@@ -478,3 +478,18 @@ def test_search_with_no_place_to_look_says_so(monkeypatch):
     with pytest.raises(DataNotFoundError, match=r"^Thing not found: no data root given and "
                                                 r"\$SEMIBOOK_DATA is not set\. Get it\.$"):
         search("Thing", None, [], lambda p: None, None, None, "Get it.")
+
+
+def test_paper_profile_without_weights_stops_with_one_line_and_writes_nothing(fake_voc, isolated,
+                                                                              monkeypatch):
+    import semibook as sb
+    assert sb.make_config("cps", "voc", 4, 0, "paper").encoder_weights == "imagenet"
+    assert sb.make_config("cps", "fashion-scenes", 50, 0, "full").encoder_weights is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(isolated / "hf"))
+    r = _cli("--method", "cps", "--dataset", "voc", "--labels", "4", "--profile", "paper",
+             "--data-root", str(fake_voc))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "timm/resnet101" in lines[0] and "--weights PATH" in lines[0]
+    assert not (isolated / "runs").exists() and not (isolated / "splits").exists()

@@ -34,3 +34,31 @@ def test_unknown_names_list_the_choices():
         create_segmentation_model("segformer-b9", 11)
     with pytest.raises(ConfigError, match="resnet18"):
         create_segmentation_model("unet-r18", 11, encoder="resnet1800")
+
+
+def test_pretrained_weights_out_of_reach_are_one_clear_error(tmp_path, monkeypatch):
+    from semibook.models.segmentation import WeightsUnavailableError
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without a network
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(WeightsUnavailableError) as e:
+        create_segmentation_model("unet-r10t", 11, encoder_weights="imagenet")
+    msg = str(e.value)
+    assert "timm/resnet10t.c3_in1k" in msg and str(tmp_path / "hf" / "hub") in msg
+    assert "--weights PATH" in msg and "\n" not in msg
+
+
+def test_a_weights_file_placed_by_hand_is_loaded(tmp_path):
+    import timm
+    source = timm.create_model("resnet10t", pretrained=False)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.125)  # recognisable values
+    path = tmp_path / "resnet10t.pth"
+    torch.save(source.state_dict(), path)
+    m = create_segmentation_model("unet-r10t", 11, weights_path=str(path))
+    enc = dict(m.encoder.named_parameters())
+    conv = next(v for k, v in enc.items() if k.endswith("conv1.0.weight"))
+    assert torch.all(conv == 0.125)
+    fresh = create_segmentation_model("unet-r10t", 11)
+    conv2 = next(v for k, v in fresh.encoder.named_parameters() if k.endswith("conv1.0.weight"))
+    assert not torch.all(conv2 == 0.125)
+    with pytest.raises(ConfigError, match="does not exist"):
+        create_segmentation_model("unet-r10t", 11, weights_path=str(tmp_path / "missing.pth"))

@@ -405,16 +405,18 @@ def prepare(cfg: Config, device: torch.device | None = None,
     if cfg.labels > len(image_set.y_train):
         raise ConfigError(f"label count {cfg.labels} is larger than the {len(image_set.y_train)} "
                           f"training images found in {image_set.source}")
+    # the models first: a model that cannot be built (pretrained weights out of reach) stops
+    # the run before a split file is written (splits draw from their own seeded generator)
+    seed_everything(step_seed(cfg.seed, 0, "init"))
+    spec = DataSpec(info.num_classes, info.in_channels, info.classes, info.task,
+                    image_set.mean, image_set.std, info.ignore_index)
+    method = get_method_class(cfg.method)(cfg, spec).to(device)
     if given:
         split = make_split(image_set.y_train, cfg.labels, cfg.seed, info.num_classes, info.name,
                            balanced=image_set.y_train.ndim == 1)
     else:
         split = load_or_make_split(cfg.dataset, image_set.y_train, cfg.labels, cfg.seed,
                                    info.num_classes)
-    seed_everything(step_seed(cfg.seed, 0, "init"))
-    spec = DataSpec(info.num_classes, info.in_channels, info.classes, info.task,
-                    image_set.mean, image_set.std, info.ignore_index)
-    method = get_method_class(cfg.method)(cfg, spec).to(device)
     opts = speed_options(cfg, device)
     if opts["channels_last"]:
         method.to(memory_format=torch.channels_last)

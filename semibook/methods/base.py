@@ -80,7 +80,9 @@ class SemiMethod(nn.Module):
         call it twice). Segmentation models take [0, 1] images and normalise inside."""
         if self.spec.task == "segmentation":
             return normalized_segmentation_model(self.cfg.arch, self.spec.num_classes,
-                                                 self.spec.mean, self.spec.std, **kw)
+                                                 self.spec.mean, self.spec.std,
+                                                 encoder_weights=self.cfg.encoder_weights,
+                                                 weights_path=self.cfg.weights_path, **kw)
         return create_model(self.cfg.arch, self.spec.num_classes, self.spec.in_channels,
                             self.cfg.bn_momentum)
 

@@ -32,11 +32,27 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+class WeightsUnavailableError(ConfigError):
+    """Pretrained encoder weights could not be fetched (no network) and none were given."""
+
+
+def _hub_cache() -> str:
+    import os
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
+
+
 def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
                               encoder_weights: str | None = None, drop_path: float = 0.0,
-                              **overrides: Any) -> nn.Module:
-    """Build a preset (``unet-r18``, ``deeplabv3plus-r50``, ``deeplabv3plus-r101``); any keyword
-    of ``segmentation_models_pytorch.create_model`` may override the preset's values."""
+                              weights_path: str | None = None, **overrides: Any) -> nn.Module:
+    """Build a preset (``unet-r18``, ``unet-r10t``, ``deeplabv3plus-r101``, ...); any keyword
+    of ``segmentation_models_pytorch.create_model`` may override the preset's values.
+
+    ``encoder_weights`` (``"imagenet"``: the timm encoder's default pretrained weights) are
+    fetched by timm from the Hugging Face hub into its cache; ``weights_path`` loads them from a
+    file placed by hand instead (timm's weights for that encoder, ``.safetensors`` or ``.bin``
+    or ``.pth``). Without a network and without the file, one line says which file was needed,
+    where timm looked and how to place it."""
     import segmentation_models_pytorch as smp
 
     spec = dict(PRESETS[choose("segmentation model", name, PRESETS)], **overrides)
@@ -45,11 +61,33 @@ def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
         if not encoder.startswith("tu-"):
             raise ConfigError(f"drop-path needs a timm encoder (tu-...), got {encoder!r}")
         spec["drop_path_rate"] = drop_path
+    weights = encoder_weights
+    if weights_path is not None or encoder_weights is not None:
+        if not encoder.startswith("tu-"):
+            raise ConfigError(f"pretrained weights are supported for timm encoders (tu-...), "
+                              f"got {encoder!r}")
+        weights = True  # timm's default pretrained tag of the encoder
+    if weights_path is not None:
+        from pathlib import Path
+        if not Path(weights_path).is_file():
+            raise ConfigError(f"weights file {weights_path} does not exist")
+        spec["pretrained_cfg_overlay"] = dict(file=str(weights_path))
     try:
-        return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
+        return smp.create_model(arch, encoder_name=encoder, encoder_weights=weights,
                                 in_channels=in_channels, classes=num_classes, **spec)
     except KeyError as e:  # smp lists the valid names in its message
         raise ConfigError(str(e).strip("'\"")[:300]) from None
+    except (OSError, RuntimeError, ValueError) as e:
+        if weights is None or weights_path is not None:
+            raise
+        import timm
+        cfg = timm.models.get_pretrained_cfg(encoder[3:])
+        hub_id = getattr(cfg, "hf_hub_id", None) or encoder[3:]
+        raise WeightsUnavailableError(
+            f"pretrained weights ({encoder_weights}) of the {encoder} encoder could not be "
+            f"fetched ({type(e).__name__}): timm needs {hub_id} (model.safetensors) and looked "
+            f"in the Hugging Face cache {_hub_cache()}; on a machine with a network, download "
+            f"that file and pass it with --weights PATH, or copy the hub cache here") from None
 
 
 class Normalize(nn.Module):

@@ -283,7 +283,38 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
     if v["gap_closed"] is not None:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
                  f"training and full supervision.")
+    if not v["shown"]:
+        facts = measured_facts(got["by_labels"][labels][method][0],
+                               got["by_labels"][labels][CEILING_METHOD][0])
+        if facts:
+            text += " Measured on seed " + str(got["by_labels"][labels][method][0]["seed"]) + \
+                ", to explain it: " + "; ".join(facts) + "."
     return text
+
+
+def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Facts from one run's history (and its supervised baseline's) that bear on why a method
+    did not beat supervised: whether the metric was still rising over the last fifth of
+    training, and how right the tracked pseudo labels were at the end."""
+    key = res["metric"]
+    out = []
+    for name, r in (("its", res), ("supervised's", base)):
+        ev = [h for h in r.get("history", []) if h["kind"] == "eval"]
+        late = [h for h in ev if h["step"] >= 0.8 * ev[-1]["step"]] if ev else []
+        if len(ev) >= 2:
+            ref = late[0] if len(late) > 1 else ev[-2]
+            rise = 100 * (ev[-1][key] - ref[key])
+            out.append(f"{name} {'accuracy' if key == 'acc' else 'mIoU'} moved by {rise:+.2f} "
+                       f"points from step {ref['step']} to {ev[-1]['step']}"
+                       + (" (still rising when the run stopped)" if rise > 0.5 else ""))
+    last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
+    if last:
+        pair, a = next(iter(last["agreement"].items()))
+        prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
+        out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
+                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, {100 * prec:.1f}% "
+                   f"of that correctly")
+    return out
 
 
 def timing(got: dict[str, Any]) -> dict[str, Any]:

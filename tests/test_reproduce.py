@@ -261,3 +261,22 @@ def test_verdict_is_paired_over_seeds_and_needs_two_standard_deviations():
     assert rp.verdict(one, 50, "cps")["shown"] is False
     assert "not known yet" in rp.verdict_markdown(one, 50, "cps")
     assert rp.verdict(got, 200, "cps") is None and "no verdict" in rp.verdict_markdown(got, 200, "cps")
+
+
+def test_a_verdict_not_met_gives_the_measured_facts():
+    def res(seed, curve, metric="acc", agree=None):
+        hist = [{"kind": "eval", "step": 100 * (i + 1), metric: v} for i, v in enumerate(curve)]
+        if agree:
+            hist[-1]["agreement"] = {"ema-vs-model": {"agree": agree[0], "agree_correct": agree[1]}}
+        return {"seed": seed, "metric": metric, "history": hist,
+                "last": {metric: curve[-1], "step": 100 * len(curve)}}
+    got = {"by_labels": {250: {
+        "supervised": [res(0, [0.5, 0.6, 0.70, 0.70, 0.70]), res(1, [0.5, 0.6, 0.7, 0.7, 0.72])],
+        "mixmatch": [res(0, [0.3, 0.5, 0.60, 0.65, 0.71], agree=(0.8, 0.6)),
+                     res(1, [0.3, 0.5, 0.6, 0.7, 0.70])]}},
+        "ceiling": [res(0, [0.9] * 5)]}
+    text = rp.verdict_markdown(got, 250, "mixmatch")
+    assert "(NOT met)" in text and "Measured on seed 0, to explain it:" in text
+    assert "its accuracy moved by +6.00 points from step 400 to 500 (still rising" in text
+    assert "supervised's accuracy moved by +0.00 points" in text
+    assert "agreed on 80.0% of the unlabeled images, 75.0% of that correctly" in text

@@ -101,7 +101,7 @@ def _pages() -> list[str]:
 def _expected(page: str) -> dict:
     """What the page's notebook holds: figures, tables, widget views and state."""
     nb_path = ROOT / f"{page}.ipynb"
-    want = {"figures": 0, "tables": 0, "views": 0, "state": {}}
+    want = {"figures": 0, "tables": 0, "views": 0, "state": {}, "diagrams": 0}
     if not nb_path.exists():  # a Markdown page
         want["tables"] = len(TABLE_RULE.findall((ROOT / f"{page}.md").read_text()))
         return want
@@ -110,6 +110,7 @@ def _expected(page: str) -> dict:
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
             want["tables"] += len(TABLE_RULE.findall(src))
+            want["diagrams"] += src.count("```{graphviz}")
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             want["figures"] += any(t in data for t in FIGURE_TYPES)
@@ -209,6 +210,13 @@ def test_page_renders_with_its_figures_tables_and_widgets(rendered, page):
         target = (html / page).parent / src.split("#")[0].split("?")[0]
         assert target.exists(), f"{page}: image {src} has no file"
     assert len(imgs) >= want["figures"], (page, len(imgs), want["figures"])
+
+    # diagrams: every graphviz block of the notebook was drawn (an SVG file beside the page)
+    drawn = re.findall(r'<(?:object|img)\b[^>]*class="graphviz[^"]*"[^>]*>', dom)
+    assert len(drawn) >= want["diagrams"], (page, len(drawn), want["diagrams"])
+    for tag in drawn:
+        src = re.search(r'(?:data|src)="([^"]+)"', tag).group(1)
+        assert (html / page).parent.joinpath(src).exists(), f"{page}: diagram {src} has no file"
 
     # tables: every Markdown table of the notebook (cells and outputs) became an HTML table
     assert dom.count("<table") >= want["tables"], (page, dom.count("<table"), want["tables"])

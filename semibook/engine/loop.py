@@ -192,6 +192,13 @@ def _autocast(device: torch.device, bf16: bool | None = None):
     return torch.autocast(device.type if on else "cpu", dtype=torch.bfloat16, enabled=on)
 
 
+def _code_commit() -> dict[str, Any]:
+    """The commit of the code this process runs: read when this module was imported, so that
+    a checkout or an edit made while a long process trains is not recorded as the code it
+    ran."""
+    return dict(_IMPORTED)
+
+
 def _git_commit() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
@@ -204,6 +211,9 @@ def _git_commit() -> dict[str, Any]:
         return {"git_commit": commit or None, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
+
+
+_IMPORTED = _git_commit()  # see _code_commit
 
 
 def _versions() -> dict[str, str]:
@@ -488,7 +498,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     opt = build_optimizer(cfg, method.trainable_parameters(), device)
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
     start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
-    code = _git_commit()  # the code this run starts from (kept across resumes)
+    code = _code_commit()  # the code this run starts from (kept across resumes)
     # the current logging window (steps since the last train row), checkpointed with the rest
     sums: dict[str, torch.Tensor] = {}
     count = skipped = 0
@@ -619,7 +629,7 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
         "config": cfg.to_dict(),
         "split_file": str(split.path.relative_to(ROOT)) if split.path and
         split.path.is_relative_to(ROOT) else str(split.path),
-        "split_sha256": split.sha256, **(code or _git_commit()), "device": device_name(device),
+        "split_sha256": split.sha256, **(code or _code_commit()), "device": device_name(device),
         "versions": _versions(), "started_at": started_at, "elapsed_s": round(elapsed, 1),
         "history": history,
         "skipped_nonfinite": sum(r.get("skipped_nonfinite", 0) for r in history

@@ -61,7 +61,7 @@ def torchrun(n, *args):
 def common(fake_fashion, run_dir, method="supervised"):
     return ["run", "--method", method, "--labels", "20", "--profile", "smoke", "--steps", "4",
             "--eval-every", "4", "--eval-size", "0", "--data-root", str(fake_fashion),
-            "--device", "cpu", "--quiet", "--run-dir", str(run_dir)]
+            "--device", "cpu", "--quiet", "--json", "--run-dir", str(run_dir)]
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(isolated, fake_fashion):

@@ -73,6 +73,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     q.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
     q.add_argument("--methods", nargs="+", default=None, help="only these methods of the table "
                    "(the fully supervised ceiling is a supervised run)")
+    q.add_argument("--labels", type=int, nargs="+", default=None, help="only these label counts "
+                   "of the table (its fully supervised count: the ceiling)")
     q.add_argument("--profile", default="full", help="default: full")
     q.add_argument("--data-root", default=None)
     q.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
@@ -98,7 +100,8 @@ def _reproduce(args) -> int:
     rows = reproduce(args.table, seeds=tuple(args.seeds or SEEDS), methods=args.methods,
                      profile=args.profile, dry_run=args.dry_run, device=args.device,
                      progress=not args.quiet,
-                     overrides={"data_root": args.data_root} if args.data_root else None)
+                     overrides={"data_root": args.data_root} if args.data_root else None,
+                     labels=args.labels)
     return 3 if any(r["status"] == "failed" for r in rows) else 0
 
 

@@ -83,15 +83,18 @@ def get_table(table: str | Table) -> Table:
     return table if isinstance(table, Table) else TABLES[choose("table", table, TABLES)]
 
 
-def entries(table: str | Table, seeds=SEEDS, methods=None) -> list[Entry]:
+def entries(table: str | Table, seeds=SEEDS, methods=None, labels=None) -> list[Entry]:
     """The runs of a table, label count by label count, then the ceiling. ``methods`` keeps
-    only those methods (the ceiling is a ``supervised`` run)."""
+    only those methods (the ceiling is a ``supervised`` run); ``labels`` only those label
+    counts (the ceiling's included)."""
     t = get_table(table)
     keep = list(t.methods) if methods is None else [choose("method", m, t.methods)
                                                     for m in methods]
-    out = [Entry(m, t.dataset, n, s) for n in t.labels for m in t.methods if m in keep
-           for s in seeds]
-    if CEILING_METHOD in keep:
+    counts = t.labels if labels is None else [int(choose(
+        "label count", str(n), [str(k) for k in (*t.labels, t.ceiling_labels)])) for n in labels]
+    out = [Entry(m, t.dataset, n, s) for n in t.labels if n in counts for m in t.methods
+           if m in keep for s in seeds]
+    if CEILING_METHOD in keep and (labels is None or t.ceiling_labels in counts):
         out += [Entry(CEILING_METHOD, t.dataset, t.ceiling_labels, s, ceiling=True)
                 for s in seeds]
     return out
@@ -110,10 +113,10 @@ def status(cfg: Config) -> tuple[str, dict[str, Any] | None]:
 
 
 def plan(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
-         overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+         overrides: dict[str, Any] | None = None, labels=None) -> list[dict[str, Any]]:
     """Each run of the table with its config, status and (when done) its results."""
     rows = []
-    for e in entries(table, seeds, methods):
+    for e in entries(table, seeds, methods, labels):
         cfg = make_config(e.method, e.dataset, e.labels, e.seed, profile, **(overrides or {}))
         st, res = status(cfg)
         rows.append({"entry": e, "config": cfg, "status": st,
@@ -140,12 +143,12 @@ def describe(row: dict[str, Any]) -> str:
 def reproduce(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
               dry_run: bool = False, device: str | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None,
-              echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              echo: Callable[[str], None] = print, labels=None) -> list[dict[str, Any]]:
     """Run what is not done yet of ``table`` (one line per run says what happens to it);
     ``dry_run`` only lists. Returns the plan, with ``status`` ``ran`` for the runs trained now
     and ``failed`` for those stopped by a non-finite loss (the others still run).
     Smoke-profile runs are never written to ``results/``, so they are never ``done``."""
-    rows = plan(table, seeds, methods, profile, overrides)
+    rows = plan(table, seeds, methods, profile, overrides, labels)
     todo = [r for r in rows if r["status"] != "done"]
     for r in rows:
         echo(f"{r['status']:<8} {describe(r)}")

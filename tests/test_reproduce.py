@@ -280,3 +280,13 @@ def test_a_verdict_not_met_gives_the_measured_facts():
     assert "its accuracy moved by +6.00 points from step 400 to 500 (still rising" in text
     assert "supervised's accuracy moved by +0.00 points" in text
     assert "agreed on 80.0% of the unlabeled images, 75.0% of that correctly" in text
+
+
+def test_entries_keep_only_the_label_counts_asked_for():
+    seg = rp.entries("segmentation", seeds=(0,), methods=["supervised", "cps"], labels=[50])
+    assert {(e.method, e.labels, e.ceiling) for e in seg} == {("supervised", 50, False),
+                                                             ("cps", 50, False)}
+    top = rp.entries("segmentation", seeds=(0,), methods=["supervised"], labels=[10000])
+    assert [(e.labels, e.ceiling) for e in top] == [(10000, True)]
+    with pytest.raises(ConfigError, match="label count"):
+        rp.entries("segmentation", labels=[123])

@@ -153,5 +153,6 @@ def markdown(task: str, chosen: str | None = None) -> str:
         name = row["candidate"] + (" **(chosen)**" if row["candidate"] == chosen else "")
         lines.append(f"| {name} | {secs} | {_pct(row['supervised'])} | {_pct(row['semi'])} | "
                      f"{_pct(row['ceiling'])} | {gap} |")
-    lines.append(f"\nBest {metric} (%) over the run, seed 0, read from `results/calibration/`.")
+    lines.append(f"\nBest {metric} (%) over the run, seed 0, read from `results/calibration/` (for the "
+                 f"candidate that the full profile is, from the benchmark's own results files).")
     return "\n".join(lines)

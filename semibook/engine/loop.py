@@ -716,8 +716,9 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
             f"--labels {cfg.labels} --profile {cfg.profile} --seed {cfg.seed}")
     if cfg.profile != "smoke" and pick_device().type == "cpu":
         print(f"note: no finished results file for this {cfg.method} config in "
-              f"{results_dir()}; training {cfg.steps} steps on the CPU takes hours (use a GPU, or "
-              f"SEMIBOOK_PROFILE=smoke to check the code path)", flush=True)
+              f"{results_dir()}; training it here, {cfg.steps} steps on the CPU (the full "
+              f"profile: minutes; paper: days; SEMIBOOK_PROFILE=smoke checks the code path in "
+              f"seconds)", flush=True)
     res = run(cfg, overwrite=True, progress=progress)
     res["loaded"] = False
     return res

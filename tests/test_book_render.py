@@ -32,7 +32,8 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # Injected into a copy of a page with a slider: once the widgets are rendered, press the right
 # arrow key on the first slider's handle and record the slider's readout and the text of the
-# panel beside it (the jslinked Stack) before and after, in an attribute of <body>.
+# panel beside it (the jslinked Stack: its visible text and the alt text of its visible images)
+# before and after, in an attribute of <body>.
 MOVE_SCRIPT = """<script>
 (function poll(n) {
   var handle = document.querySelector('.widget-slider .noUi-handle');
@@ -43,7 +44,10 @@ MOVE_SCRIPT = """<script>
   }
   var box = handle.closest('.widget-vbox') || handle.parentElement;
   var look = function () {
-    return {panel: box.lastElementChild.innerText,
+    var shown = Array.from(box.lastElementChild.querySelectorAll('img'))
+      .filter(function (i) { return i.offsetParent !== null; })
+      .map(function (i) { return i.alt; }).join('|');
+    return {panel: box.lastElementChild.innerText + '|' + shown,
             readout: box.querySelector('.widget-readout').innerText};
   };
   var before = look();

@@ -8,13 +8,13 @@ from .discriminator import FCDiscriminator
 from .ema import ema_copy, ema_update, frozen_bn_stats
 from .segmentation import PRESETS as SEGMENTATION_MODELS
 from .segmentation import create_segmentation_model
-from .wrn import WideResNet, parse_wrn, wrn
+from .wrn import BN_MOMENTUM, WideResNet, parse_wrn, wrn
 
 ARCHS = ("wrn-28-2", "wrn-10-1", "wrn-D-W")
 
 
 def create_model(arch: str, num_classes: int, in_channels: int,
-                 bn_momentum: float = 0.001) -> nn.Module:
+                 bn_momentum: float = BN_MOMENTUM) -> nn.Module:
     """Build a classifier by name (``wrn-28-2`` and any ``wrn-D-W``)."""
     return wrn(arch, num_classes, in_channels, bn_momentum)
 

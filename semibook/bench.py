@@ -251,7 +251,7 @@ class PerSampleSet(torch.utils.data.Dataset):
         d = trainer.data
         self.seg, self.mean, self.std = d.task == "segmentation", d.mean, d.std
         self.pad, self.pad_mode, self.ignore = trainer.cfg.augment_pad, d.pad_mode, d.ignore_index
-        self.scale = trainer.cfg.augment_scale
+        self.scale, self.crop = trainer.cfg.augment_scale, trainer.cfg.crop_size
 
     def __len__(self) -> int:
         return len(self.x)
@@ -261,7 +261,7 @@ class PerSampleSet(torch.utils.data.Dataset):
         xf = self.x[i:i + 1].float().div_(255)
         if self.seg:
             pairs = [paired_scale_crop_flip(xf, self.y[i:i + 1], g, self.scale,
-                                            ignore_index=self.ignore)
+                                            ignore_index=self.ignore, crop=self.crop)
                      for _ in range(self.views)]
             return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
         views = [normalize(pad_crop_flip(xf, g, self.pad, mode=self.pad_mode), self.mean,

@@ -79,6 +79,7 @@ class Config:
     # segmentation's weak view rescales by a factor drawn from [augment_scale_min, augment_scale_max]
     augment_scale_min: float = 0.5
     augment_scale_max: float = 2.0
+    crop_size: int = 0  # segmentation: the training views' side in pixels (0: the image's)
     # speed (engine.loop.speed_options): "auto" is on for CUDA only; CPU results do not change
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | fp32
     channels_last: str = "auto"  # auto | on | off: NHWC memory format for models and images
@@ -193,6 +194,8 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
         choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
     if not 0 < cfg.bn_momentum <= 1:
         raise ConfigError(f"bn_momentum must lie in (0, 1], got {cfg.bn_momentum}")
+    if isinstance(cfg.crop_size, bool) or not isinstance(cfg.crop_size, int) or cfg.crop_size < 0:
+        raise ConfigError(f"crop_size must be a non-negative integer, got {cfg.crop_size!r}")
     if not 0 < cfg.augment_scale_min <= cfg.augment_scale_max:
         raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got "
                           f"[{cfg.augment_scale_min}, {cfg.augment_scale_max}]")

@@ -50,6 +50,19 @@ def test_weak_view_rescales_within_the_configs_range(tiny_scenes):
         seg_cfg("supervised", tiny_scenes, augment_scale_min=1.5, augment_scale_max=1.0)
 
 
+def test_training_views_take_the_configs_crop(tiny_scenes):
+    cfg = seg_cfg("supervised", tiny_scenes, crop_size=24)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    b = tr.data.batch(0, 1, 1)
+    assert b.x_l[0].shape[-2:] == (24, 24) and b.y_l.shape[-2:] == (24, 24)
+    assert b.x_u[0].shape[-2:] == (24, 24)
+    side = tr.data.x_l.shape[-1]
+    assert side > 24
+    for bad in (-1, 2.5, True):
+        with pytest.raises(sb.ConfigError, match="crop_size"):
+            seg_cfg("supervised", tiny_scenes, crop_size=bad)
+
+
 def test_fashion_scenes_use_their_own_recipe_and_the_paper_profile_the_papers():
     own = sb.make_config("cps", "fashion-scenes", 50, 0, "full")
     paper = sb.make_config("cps", "fashion-scenes", 50, 0, "paper")

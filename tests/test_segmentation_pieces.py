@@ -101,6 +101,41 @@ def test_paired_view_at_scale_one_without_flip_is_identity():
     assert torch.allclose(xo, x, atol=1e-5) and torch.equal(yo, y)
 
 
+def _coordinate_scene(n: int, size: int):
+    """Images whose channels 0 and 1 hold each pixel's column and row (divided by the size),
+    labels naming the pixel's 8 x 8 block: a view's image tells where each pixel came from."""
+    r, c = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    x = torch.stack([c / size, r / size, torch.zeros(size, size)]).repeat(n, 1, 1, 1)
+    y = ((r // 8) * (size // 8) + c // 8).repeat(n, 1, 1)
+    return x, y
+
+
+def test_paired_view_crops_a_window_at_the_drawn_scale():
+    from semibook.data.transforms import paired_scale_crop_flip
+    size, crop = 48, 24
+    x, y = _coordinate_scene(32, size)
+    xo, yo = paired_scale_crop_flip(x, y, torch.Generator().manual_seed(1), scale=(0.75, 1.5),
+                                    crop=crop)
+    assert xo.shape == (32, 3, crop, crop) and yo.shape == (32, crop, crop)
+    col, row = xo[:, 0] * size, xo[:, 1] * size  # where each output pixel was sampled
+    inside = (yo != 255) & (col > 1) & (col < size - 2) & (row > 1) & (row < size - 2)
+    assert inside.float().mean() > 0.5
+    # the label is the block of the pixel the image was sampled at (nearest vs bilinear: away
+    # from ties)
+    away = inside & ((col - col.round()).abs() < 0.4) & ((row - row.round()).abs() < 0.4)
+    want = (row.round().long() // 8) * (size // 8) + col.round().long() // 8
+    assert torch.equal(yo[away], want[away])
+    # one output pixel steps 1/s input pixels: the scale is one per image, within the range
+    step = (col[:, 8, 9:16] - col[:, 8, 8:15]).abs()
+    ok = inside[:, 8, 8:16].all(1)
+    assert ok.sum() > 8
+    per_image = step[ok]
+    assert torch.allclose(per_image, per_image[:, :1].expand_as(per_image), atol=1e-3)
+    assert ((1 / per_image[:, 0] > 0.75 - 1e-3) & (1 / per_image[:, 0] < 1.5 + 1e-3)).all()
+    # without a crop the view keeps the input's size
+    assert paired_scale_crop_flip(x, y, torch.Generator().manual_seed(1))[0].shape == x.shape
+
+
 def test_strong_photometric_keeps_range_shape_and_is_seeded():
     from semibook.data.transforms import strong_photometric
     x = torch.rand(8, 3, 24, 24)

@@ -54,22 +54,25 @@ def gaussian_noise(x: torch.Tensor, gen: torch.Generator, std: float) -> torch.T
 
 def paired_scale_crop_flip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
                            scale: tuple[float, float] = (0.5, 2.0), flip: bool = True,
-                           ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
+                           ignore_index: int = 255, crop: int = 0
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """The weak view of a segmentation batch: random rescale (factor drawn from ``scale``),
-    random crop back to the input size, random horizontal flip, applied to the images
-    (bilinear) and their label maps (nearest) with one sampling grid each, so the two stay
-    aligned. Where a zoomed-out image does not cover the crop, the image is 0 and the label
-    ``ignore_index``. ``x``: float (n, c, h, w); ``y``: integer (n, h, w)."""
-    n = x.shape[0]
+    random crop of ``crop`` x ``crop`` pixels (0: the input's size), random horizontal flip,
+    applied to the images (bilinear) and their label maps (nearest) with one sampling grid
+    each, so the two stay aligned. Where a zoomed-out image does not cover the crop, the image
+    is 0 and the label ``ignore_index``. ``x``: float (n, c, h, w); ``y``: integer (n, h, w)."""
+    n, c, h, w = x.shape
+    ch, cw = (crop, crop) if crop else (h, w)
     s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=gen)
-    span = (1 - 1 / s).abs()  # how far the crop can move, in normalised coordinates
-    tx = (2 * torch.rand(n, generator=gen) - 1) * span
-    ty = (2 * torch.rand(n, generator=gen) - 1) * span
+    # the crop's half-extent in the input's normalised coordinates, and how far it can move
+    rx, ry = cw / w / s, ch / h / s
+    tx = (2 * torch.rand(n, generator=gen) - 1) * (1 - rx).abs()
+    ty = (2 * torch.rand(n, generator=gen) - 1) * (1 - ry).abs()
     fx = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
     theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2] = fx / s, tx
-    theta[:, 1, 1], theta[:, 1, 2] = 1 / s, ty
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    theta[:, 0, 0], theta[:, 0, 2] = fx * rx, tx
+    theta[:, 1, 1], theta[:, 1, 2] = ry, ty
+    grid = F.affine_grid(theta.to(x.device, x.dtype), [n, c, ch, cw], align_corners=False)
     x_out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     shifted = (y.to(x.dtype) + 1)[:, None]  # 0 after sampling = outside the image
     y_out = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros",

@@ -97,7 +97,7 @@ class StepData:
         """k weak views (scale, crop, flip) of images in [0, 1] with their label maps."""
         xf = x.float().div_(255)
         pairs = [paired_scale_crop_flip(xf, y, gen, self.cfg.augment_scale,
-                                        ignore_index=self.ignore_index)
+                                        ignore_index=self.ignore_index, crop=self.cfg.crop_size)
                  for _ in range(k)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 

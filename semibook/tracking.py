@@ -36,6 +36,15 @@ def agreement(pred_a: torch.Tensor, pred_b: torch.Tensor, target: torch.Tensor,
             "n": len(t), "per_class": per_class}
 
 
+def guess_accuracy(probs: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor | None:
+    """The share of unlabeled images whose guessed label (the arg-max of a method's target
+    distribution, ``probs`` (n, classes)) is the hidden true label: what a method logs as
+    ``guess_acc`` at each step. None when the batch carries no hidden labels."""
+    if hidden is None:
+        return None
+    return (probs.argmax(1) == hidden).float().mean()
+
+
 def agreement_curves(history: list[dict], pair: str) -> dict[str, list[float]]:
     """Steps and shares of one tracked pair from a run's evaluation history."""
     rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]

@@ -92,3 +92,31 @@ def test_mixmatch_lambda_u_ramps_linearly(tiny):
     _, logs_end = m.training_step(data.batch(r, 1, 2), r)
     assert logs0["lambda_u"] == 0.0 and logs_end["lambda_u"] == 75.0
     assert 0.5 <= logs0["lam"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["mixmatch", "mean_teacher"])
+def test_guessed_label_accuracy_reads_the_hidden_labels_and_leaves_the_loss_alone(
+        name, tiny, monkeypatch):
+    from semibook import tracking
+    m, data = setup_method_(name, tiny)
+    seen = {}
+
+    def spy(probs, hidden):
+        seen["pred"] = probs.argmax(1)
+        return tracking.guess_accuracy(probs, hidden)
+    monkeypatch.setattr(f"semibook.methods.{name}.guess_accuracy", spy)
+
+    def step(hidden=...):  # the same step each time: a fresh batch, its generators unused
+        batch = data.batch(5, m.views_l, m.views_u)
+        if hidden is not ...:
+            batch.y_u = hidden
+        return batch, *m.training_step(batch, 5)
+    batch, loss, logs = step()
+    pred = seen["pred"]
+    assert float(logs["guess_acc"]) == pytest.approx(float((pred == batch.y_u).float().mean()))
+    assert float(step(pred.clone())[2]["guess_acc"]) == 1.0
+    assert float(step((pred + 1) % 10)[2]["guess_acc"]) == 0.0
+    # the read-out changes nothing of training; without hidden labels (the benchmark's
+    # reference loader) there is none
+    _, again, logs = step(None)
+    assert torch.equal(loss, again) and "guess_acc" not in logs

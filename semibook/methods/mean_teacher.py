@@ -29,6 +29,7 @@ from ..data.transforms import gaussian_noise, strong_photometric
 from ..engine.schedules import frac_steps, sigmoid_rampup
 from ..losses import softmax_mse
 from ..models import ema_copy, frozen_bn_stats
+from ..tracking import guess_accuracy
 from .base import SemiMethod
 from .supervised import segmentation_recipe
 
@@ -78,8 +79,9 @@ class MeanTeacher(SemiMethod):
         loss_cons = softmax_mse(logits_s, p_t)
         w = hp["consistency"] * sigmoid_rampup(step, self.rampup_steps)
         loss = loss_sup + w * loss_cons
-        return loss, {"loss_sup": loss_sup.detach(), "loss_cons": loss_cons.detach(),
-                      "w_cons": w}
+        terms = {"loss_sup": loss_sup.detach(), "loss_cons": loss_cons.detach(), "w_cons": w}
+        acc = guess_accuracy(p_t[B:], batch.y_u)  # the teacher's labels; hidden: read-out only
+        return loss, terms if acc is None else {**terms, "guess_acc": acc}
 
     def segmentation_step(self, batch, step):
         x_u_w = batch.x_u

@@ -22,6 +22,7 @@ from ..data.mixing import interleave, mixup, mixup_weight
 from ..engine.schedules import frac_steps, linear_rampup
 from ..losses import sharpen, soft_cross_entropy, softmax_mse
 from ..models import frozen_bn_stats
+from ..tracking import guess_accuracy
 from .base import SemiMethod
 
 
@@ -76,5 +77,7 @@ class MixMatch(SemiMethod):
         loss_u = softmax_mse(logits[B:], y_mix[B:])
         lambda_u = hp["lambda_u"] * linear_rampup(step, self.rampup_steps)
         loss = loss_x + lambda_u * loss_u
-        return loss, {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "lambda_u": lambda_u,
-                      "lam": float(lam.mean())}
+        terms = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "lambda_u": lambda_u,
+                 "lam": float(lam.mean())}
+        acc = guess_accuracy(y_pseudo, batch.y_u)  # hidden labels: read-out only
+        return loss, terms if acc is None else {**terms, "guess_acc": acc}

@@ -107,3 +107,36 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
                      f"of the pixels) {verb} {pct(fg0['agree'])} at first and "
                      f"{pct(fg1['agree'])} at the end, {pct(fg1['agree_correct'])} correctly.")
     return text.strip()
+
+
+def guess_curve(history: list[dict]) -> dict[str, list[float]]:
+    """Steps and guessed-label accuracies (``guess_acc``, each the mean over one logging
+    window of training steps) from a run's history; empty lists for a run that logged none."""
+    rows = [r for r in history if r.get("kind") == "train" and "guess_acc" in r]
+    return {"step": [r["step"] for r in rows], "guess_acc": [r["guess_acc"] for r in rows]}
+
+
+def describe_guesses(history: list[dict], test_metric: str = "acc",
+                     who: str = "the guessed labels") -> str:
+    """A paragraph, computed from a run's history, that reads the guessed-label accuracy curve:
+    where it starts, where it ends (mean of the last tenth of training, since each point is one
+    logging window of a few batches), its best window, when it first came within two points of
+    its end, and the test accuracy of the evaluated model at the last evaluation beside it."""
+    c = guess_curve(history)
+    if len(c["step"]) < 5:
+        return "This run logged no guessed-label accuracy (it was trained before the read-out existed)."
+    steps, acc = c["step"], c["guess_acc"]
+    k = max(1, len(acc) // 10)
+    end = sum(acc[-k:]) / k
+    best = max(range(len(acc)), key=acc.__getitem__)
+    near = next(s for s, v in zip(steps, acc) if v >= end - 0.02)
+    evals = [r for r in history if r.get("kind") == "eval" and test_metric in r]
+    text = (f"On the unlabeled images of each batch, {who} matched the hidden labels "
+            f"{100 * acc[0]:.1f}% of the time over the first {steps[0]} steps and "
+            f"{100 * end:.1f}% over the last {steps[-1] - steps[-k - 1] if len(steps) > k else steps[-1]} "
+            f"(best window: {100 * acc[best]:.1f}% at step {steps[best]}); they came within two "
+            f"points of that end by step {near}.")
+    if evals:
+        text += (f" The evaluated model's test accuracy at step {evals[-1]['step']} was "
+                 f"{100 * evals[-1][test_metric]:.1f}% (on the test images, unaugmented).")
+    return text

@@ -88,3 +88,25 @@ def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = 
     ax.set_title(title or pair)
     ax.legend(loc="lower right")
     return ax
+
+
+def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = None):
+    """Guessed-label accuracy on the unlabeled images over training (the ``guess_acc`` that
+    MixMatch and Mean Teacher log), one line per run, beside the evaluated model's test
+    accuracy (markers)."""
+    import matplotlib.pyplot as plt
+
+    from .tracking import guess_curve
+    ax = ax or plt.subplots()[1]
+    for i, (name, res) in enumerate(results.items()):
+        c = guess_curve(res["history"])
+        line, = ax.plot(c["step"], [100 * v for v in c["guess_acc"]], lw=1.2,
+                        label=f"{name}: guessed labels (unlabeled batch)", color=f"C{i}")
+        ev = [r for r in res["history"] if r.get("kind") == "eval" and "acc" in r]
+        ax.plot([r["step"] for r in ev], [100 * r["acc"] for r in ev], "o--",
+                color=line.get_color(), label=f"{name}: test accuracy")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "Guessed labels against the hidden labels")
+    ax.legend(loc="lower right")
+    return ax

@@ -192,3 +192,20 @@ def test_describe_agreement_reads_a_constructed_curve():
     assert foreground_shares(hist[0]["agreement"]["a-vs-b"], 0)["n"] == 40
     flat = [row(100, 0.9, 0.8, 0.7, 0.6), row(200, 0.9, 0.8, 0.7, 0.6), row(300, 0.9, 0.8, 0.7, 0.6)]
     assert "stalled" in describe_agreement(flat, "a-vs-b")
+
+
+def test_describe_guesses_reads_a_constructed_curve():
+    from semibook.tracking import describe_guesses, guess_curve
+    # 20 logging windows of 50 steps: accuracy rises 0.30 -> 0.66 by step 500, then holds at 0.70
+    acc = [0.30 + 0.04 * i for i in range(10)] + [0.70] * 10
+    hist = [{"kind": "train", "step": 50 * (i + 1), "guess_acc": a} for i, a in enumerate(acc)]
+    hist += [{"kind": "eval", "step": 1000, "acc": 0.655}, {"kind": "train", "step": 1000}]
+    c = guess_curve(hist)
+    assert c["step"][:2] == [50, 100] and len(c["guess_acc"]) == 20
+    text = describe_guesses(hist)
+    assert "30.0% of the time over the first 50 steps" in text
+    assert "70.0% over the last 100" in text  # the last tenth: two windows
+    assert "best window: 70.0% at step 550" in text  # the first of the equal best
+    assert "within two points of that end by step 550" in text  # 0.66 at step 500 is not
+    assert "test accuracy at step 1000 was 65.5%" in text
+    assert "logged no guessed-label accuracy" in describe_guesses(hist[-2:])

@@ -39,17 +39,18 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "segmentation": {
         "unet-mnv3s, 2000 steps, 8+8": dict(arch="unet-mnv3s", steps=2000, batch_l=8,
                                             batch_u=8, eval_every=250, eval_batch=128,
-                                            lr=1e-3),
+                                            lr=1e-3, crop_size=0),
         "unet-r10t, 1500 steps, 8+8": dict(arch="unet-r10t", steps=1500, batch_l=8,
-                                           batch_u=8, eval_every=250, eval_batch=128, lr=1e-3),
+                                           batch_u=8, eval_every=250, eval_batch=128, lr=1e-3,
+                                           crop_size=0),
         "unet-r10t, 1500 steps, 8+8, lr 3e-3": dict(arch="unet-r10t", steps=1500, batch_l=8,
                                                     batch_u=8, eval_every=250, eval_batch=128,
-                                                    lr=3e-3),
+                                                    lr=3e-3, crop_size=0),
         # the same, shortened: at 1,500 (and 1,200) steps a CPS run was on course to pass 15
         # minutes with two runs at a time
         "unet-r10t, 1000 steps, 8+8, lr 3e-3": dict(arch="unet-r10t", steps=1000, batch_l=8,
                                                     batch_u=8, eval_every=200, eval_batch=32,
-                                                    lr=3e-3),
+                                                    lr=3e-3, crop_size=0),
         # training on 48 x 48 crops of the 64 x 64 scenes (evaluation stays on whole scenes):
         # a step costs about 0.6 of a whole-scene step, so 1,800 steps cost what 1,000 did
         "unet-r10t, 1800 steps, 8+8 crops of 48, lr 3e-3": dict(

@@ -85,3 +85,61 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
             cells.append("" if r["gap_last"] is None else f"{100 * r['gap_last']:.0f}%")
         lines.append("| " + " | ".join(cells + [r["device"]]) + " |")
     return "\n".join(lines)
+
+
+# Config fields that describe a chapter's runs, in the order the setup paragraph names them;
+# a field that differs between the runs is listed per run instead.
+_SETUP_FIELDS = ("arch", "encoder_weights", "steps", "batch_l", "batch_u", "crop_size",
+                 "augment_scale_min", "augment_scale_max", "augment_pad", "optimizer", "lr",
+                 "lr_schedule", "weight_decay", "ema_decay", "bn_momentum", "eval_every")
+
+
+def setup_markdown(cfgs: dict[str, Any]) -> str:
+    """A paragraph, computed from the configs, that says what a chapter's runs share (split
+    file, model, steps and batches, weak view, optimiser, evaluation) and what differs between
+    them, and where their numbers come from in this profile."""
+    from .data import dataset_info
+    from .data.splits import split_path
+    cs = list(cfgs.values())
+    c = cs[0]
+    info = dataset_info(c.dataset)
+    seg = info.task == "segmentation"
+    same = {f for f in _SETUP_FIELDS if all(getattr(x, f) == getattr(c, f) for x in cs)}
+    unit = "scenes" if seg else "images"
+    parts = [f"the split file `splits/{split_path(c.dataset, c.labels, c.seed).name}` "
+             f"({c.labels} labeled {unit}, seed {c.seed})"]
+    if {"arch", "encoder_weights"} <= same:
+        init = (f"{c.encoder_weights}-pretrained encoder" if c.encoder_weights
+                else "randomly initialised")
+        parts.append(f"the model `{c.arch}` ({init})" if seg else f"the model `{c.arch}`")
+    if {"steps", "batch_l", "batch_u", "crop_size"} <= same:
+        what = f"crops of {c.crop_size} x {c.crop_size} pixels" if seg and c.crop_size else unit
+        parts.append(f"{c.steps:,} steps of {c.batch_l} labeled + {c.batch_u} unlabeled {what}")
+    if seg and {"augment_scale_min", "augment_scale_max"} <= same:
+        parts.append(f"a weak view that rescales by {c.augment_scale_min:g} to "
+                     f"{c.augment_scale_max:g}, crops and flips")
+    elif not seg and "augment_pad" in same:
+        parts.append(f"a weak view that pads by {c.augment_pad}, crops and flips")
+    if {"optimizer", "lr", "lr_schedule", "weight_decay"} <= same:
+        wd = f", weight decay {c.weight_decay:g}" if c.weight_decay else ""
+        parts.append(f"{'Adam' if c.optimizer == 'adam' else 'SGD'} at {c.lr:g} with a "
+                     f"{c.lr_schedule} schedule{wd}")
+    if "eval_every" in same:
+        whole = " (whole scenes)" if seg else ""
+        parts.append(f"an evaluation every {c.eval_every} steps on the "
+                     f"{'validation' if seg else 'test'} set{whole}")
+    text = ("Both runs share " if len(cs) == 2 else f"All {len(cs)} runs share ") + ", ".join(parts[:-1]) + f" and {parts[-1]}."
+    differ = [f for f in _SETUP_FIELDS if f not in same]
+    if differ:
+        text += " They differ in " + "; ".join(
+            f"`{f}`: " + ", ".join(f"{m} {getattr(x, f)}" for m, x in cfgs.items())
+            for f in differ) + "."
+    if c.profile == "smoke":
+        text += (" In the `smoke` profile each run trains here for a few steps, to exercise the "
+                 "code; its numbers mean nothing.")
+    else:
+        text += (f" In the `{c.profile}` profile each run is read from the finished results "
+                 f"file of exactly this configuration in `results/` (written by "
+                 f"`python -m semibook reproduce`), and trained here only when there is none; "
+                 f"the line under each run says which.")
+    return text

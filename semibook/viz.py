@@ -110,3 +110,17 @@ def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = N
     ax.set_title(title or "Guessed labels against the hidden labels")
     ax.legend(loc="lower right")
     return ax
+
+
+def show_predictions(results: dict[str, dict], data, n: int = 4, class_names=None):
+    """The label maps each run predicted at its end on the first ``n`` validation scenes that
+    it stored (the same scenes in every run), beside the scene and its true map: read from the
+    results files, so they show without the weights."""
+    from .engine.loop import decode
+    shown = next(iter(results.values()))["samples"]["test_index"][:n]
+    cols = {"scene": [data.x_test[i] for i in shown], "truth": [data.y_test[i] for i in shown]}
+    for name, r in results.items():
+        if list(r["samples"]["test_index"][:n]) != list(shown):
+            raise ValueError(f"{name} stored other validation scenes than the first run")
+        cols[name] = list(decode(r["samples"]["test_pred"])[:n])
+    return show_segmentation(cols, n, class_names=class_names)

@@ -68,22 +68,31 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
     key = next(iter(rows.values()))["metric"]
     label = {"acc": "acc", "miou": "mIoU"}[key]
     seeds = any(isinstance(r, (list, tuple)) for r in results.values())
-    head = ["method", "profile", "steps"] + (["seeds"] if seeds else []) + [
+    # profile, steps and device: a column only where the runs differ, else one line below
+    shared = {k: next(iter(rows.values()))[k] for k in ("profile", "steps", "device")
+              if len(rows) > 1 and len({str(r[k]) for r in rows.values()}) == 1}
+    own = [k for k in ("profile", "steps") if k not in shared]
+    head = ["method"] + own + (["seeds"] if seeds else []) + [
         f"best {label}" + ("" if seeds else " (step)"), f"last {label}",
         f"gain over {baseline} (last)"] + ([f"gap to {ceiling} closed (last)"] if ceiling
-                                           else []) + ["device"]
+                                           else []) + ([] if "device" in shared else ["device"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         best = _pct(r["best_mean"], r["best_std"])
         if r["best_step"] is not None and not seeds:
             best += f" ({r['best_step']})"
-        cells = [name, r["profile"], r["steps"]] + ([", ".join(map(str, r["seeds"]))]
-                                                    if seeds else [])
+        cells = [name] + [str(r[k]) for k in own] + ([", ".join(map(str, r["seeds"]))]
+                                                     if seeds else [])
         cells += [best, _pct(r["last_mean"], r["last_std"]),
                   "" if r["gain_last"] is None else f"{100 * r['gain_last']:+.2f} pts"]
         if ceiling:
             cells.append("" if r["gap_last"] is None else f"{100 * r['gap_last']:.0f}%")
-        lines.append("| " + " | ".join(cells + [r["device"]]) + " |")
+        lines.append("| " + " | ".join(cells + ([] if "device" in shared else [r["device"]]))
+                     + " |")
+    if shared:
+        said = {"profile": f"profile `{shared.get('profile')}`", "steps": f"{shared.get('steps')} steps",
+                "device": f"device {shared.get('device')}"}
+        lines.append("\nEvery run: " + ", ".join(said[k] for k in shared) + ".")
     return "\n".join(lines)
 
 

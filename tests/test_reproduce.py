@@ -201,13 +201,18 @@ def test_aggregate_of_known_numbers():
     assert agg["cps"]["gap_best"] == pytest.approx(0.15 / 0.35)
     assert agg["full"]["last_std"] is None and agg["full"]["gap_last"] is None
     table = results_table(runs, "supervised", "full")
-    assert "| cps | full | 10 | 0, 1 | 50.00 ± 0.00% | 40.00 ± 7.07% | +15.00 pts | 43% | cpu |" \
-        in table
+    assert "| cps | 0, 1 | 50.00 ± 0.00% | 40.00 ± 7.07% | +15.00 pts | 43% |" in table
+    assert table.endswith("Every run: profile `full`, 10 steps, device cpu.")
     # one run per entry: the chapters' format, best with its step and no seeds column
     single = results_table({k: v[0] for k, v in runs.items()}, "supervised").splitlines()
-    assert single[0] == ("| method | profile | steps | best mIoU (step) | last mIoU | gain over "
-                         "supervised (last) | device |")
-    assert single[4] == "| full | full | 10 | 70.00% (5) | 60.00% | +40.00 pts | cpu |"
+    assert single[0] == "| method | best mIoU (step) | last mIoU | gain over supervised (last) |"
+    assert single[4] == "| full | 70.00% (5) | 60.00% | +40.00 pts |"
+    # a value the runs do not share keeps its column, and only the shared ones are said below
+    runs["full"][0]["config"]["steps"] = 20
+    mixed = results_table({k: v[0] for k, v in runs.items()}, "supervised").splitlines()
+    assert mixed[0].startswith("| method | steps | best mIoU (step) |")
+    assert mixed[4].startswith("| full | 20 | 70.00% (5) |")
+    assert mixed[-1] == "Every run: profile `full`, device cpu."
 
 
 def test_cli_dry_run_lists_without_running(isolated):

@@ -63,13 +63,16 @@ DATASET = {"classification": "fashion-mnist", "segmentation": "fashion-scenes"}
 SEMI_METHOD = {"classification": "mixmatch", "segmentation": "cps_cutmix"}
 
 
+# The split every candidate was tried at (the benchmark's tables may since have changed theirs).
+LABELS = {"classification": 250, "segmentation": 50}
+
+
 def runs(task: str) -> list[tuple[str, int]]:
     """(method, labels) of a candidate's three runs: supervised and the semi-supervised method
-    at the table's smallest split, and the fully supervised ceiling."""
+    at the calibration's split, and the fully supervised ceiling."""
     from .reproduce import TABLES
-    t = TABLES[task]
-    n = min(t.labels)
-    return [("supervised", n), (SEMI_METHOD[task], n), ("supervised", t.ceiling_labels)]
+    n = LABELS[task]
+    return [("supervised", n), (SEMI_METHOD[task], n), ("supervised", TABLES[task].ceiling_labels)]
 
 
 def _slug(name: str) -> str:

@@ -1,12 +1,15 @@
 """Command line: ``python -m semibook run --method mixmatch --dataset fashion-mnist --labels 250
 --profile full --seed 0``.
 
-Bad input (an unknown method, dataset or profile; a label count the data cannot give; a run
-folder that holds another run; missing or corrupt data; a checkpoint of another method or
-shape) prints one line naming the valid choices, writes nothing, and exits with status 2. A
-non-finite loss prints one line naming the step and the loss terms and exits with status 3
-(``--skip-nonfinite`` skips such steps instead). Under ``torchrun --nproc_per_node N`` the run
-trains with DistributedDataParallel (see :mod:`semibook.engine.distributed`).
+Bad input (an unknown method, dataset, profile or device; a negative seed; a label count the
+data cannot give; a run folder that is not semibook's, holds another run or is in use; missing
+or corrupt data; a checkpoint of another method or shape, or one asking to run code) and a disk
+that refuses a write print one line naming the file and the fix, leave no temporary file, and
+exit with status 2. A non-finite loss prints one line naming the step and the loss terms and
+exits with status 3 (``--skip-nonfinite`` skips such steps instead; a run whose every step was
+skipped also exits with 3); Ctrl-C prints one line and exits with status 130. Under
+``torchrun --nproc_per_node N`` the run trains with DistributedDataParallel (see
+:mod:`semibook.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError
+from .config import ConfigError, NonFiniteLossError, check_device, check_seed
 
 
 def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -96,6 +99,9 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _reproduce(args) -> int:
+    for seed in args.seeds or ():
+        check_seed(seed)
+    check_device(args.device)
     from .reproduce import SEEDS, reproduce
     rows = reproduce(args.table, seeds=tuple(args.seeds or SEEDS), methods=args.methods,
                      profile=args.profile, dry_run=args.dry_run, device=args.device,
@@ -149,6 +155,9 @@ def summary(res: dict) -> str:
     if res.get("last"):
         lines.append(f"  last {name} {100 * res['last'][key]:.2f}% at step {res['last']['step']}"
                      f"; best {100 * res['best'][key]:.2f}% at step {res['best']['step']}")
+    if res.get("skipped_nonfinite"):
+        lines.append(f"  skipped:      {res['skipped_nonfinite']} of {res['config']['steps']} "
+                     f"steps had a non-finite loss (--skip-nonfinite)")
     lines.append(f"  run folder:   {res['run_dir']}")
     why = ("smoke runs are never saved as results" if res["profile"] == "smoke" else
            "--no-results" if res.get("no_results") else
@@ -158,7 +167,13 @@ def summary(res: dict) -> str:
     return "\n".join(lines)
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a run: one line saying where the run stands, exit status 130."""
+
+
 def _run(args) -> int:
+    check_seed(args.seed)
+    check_device(args.device)
     from .config import make_config
     from .engine.loop import run
     from .engine.loop import default_run_dir
@@ -183,25 +198,44 @@ def _run(args) -> int:
         print("not started")
         return 1
     run_dir = args.run_dir or default_run_dir(cfg)
-    res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
-              progress=not args.quiet, save_results=False if args.no_results else None,
-              device=args.device)
+    try:
+        res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
+                  progress=not args.quiet, save_results=False if args.no_results else None,
+                  device=args.device)
+    except KeyboardInterrupt:
+        from pathlib import Path
+        ckpt = Path(run_dir) / "checkpoint.pt"
+        where = (f"{ckpt} holds the last checkpoint; continue with the same command and "
+                 f"--resume" if ckpt.exists() else f"no checkpoint was written in {run_dir} yet")
+        raise Interrupted(f"interrupted; {where}") from None
     if res.get("rank", 0) != 0:  # under torchrun, rank 0 reports
         return 0
     res = {**res, "run_dir": str(run_dir), "no_results": args.no_results}
     if args.json:
         print(json.dumps({k: res.get(k) for k in (
             "method", "dataset", "labels", "seed", "profile", "last", "best", "elapsed_s",
-            "run_dir", "results_file")}))
+            "run_dir", "results_file", "skipped_nonfinite")}))
     else:
         print(summary(res))
     return 0
 
 
+def _os_error(e: OSError) -> str:
+    """A failed read or write of the disk as one line: the file, the reason, the fix."""
+    import errno
+    where = f"{e.filename}: " if e.filename else ""
+    fix = {errno.ENOSPC: "free space on that disk, then continue with --resume",
+           errno.EDQUOT: "free space within your quota, then continue with --resume",
+           errno.EROFS: "choose another --run-dir, on a writable disk",
+           errno.EACCES: "make it writable, or choose another --run-dir",
+           errno.EPERM: "make it writable, or choose another --run-dir"}.get(
+        e.errno, "check the path and the disk")
+    return f"{where}{e.strerror or e}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv).parse_args(argv)
-    from .engine.loop import NonFiniteLossError
     try:
         if args.command == "reproduce":
             return _reproduce(args)
@@ -219,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except OSError as e:  # a full disk, a read-only folder: one line, temporary files removed
+        print(f"error: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(f"error: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from .config import Config, choose, make_config
 from .data import dataset_info
-from .engine.loop import (NonFiniteLossError, config_diff, default_run_dir, load_results,
-                          result_name, run, same_config)
+from .engine.loop import (NonFiniteLossError, default_run_dir, load_results, result_name,
+                          resume_diff, run, same_config)
 from .paths import results_dir
 
 SEEDS = (0, 1, 2)
@@ -130,7 +130,7 @@ def _resumable(cfg: Config) -> bool:
     """A run folder of this very config exists (e.g. an interrupted run): continue it."""
     path = default_run_dir(cfg) / "config.json"
     try:
-        return path.exists() and not config_diff(cfg, json.loads(path.read_text()))
+        return path.exists() and not resume_diff(cfg, json.loads(path.read_text()))
     except (OSError, ValueError):
         return False
 

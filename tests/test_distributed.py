@@ -98,7 +98,8 @@ def test_torchrun_trains_a_teacher_method_and_writes_once(isolated, fake_fashion
     assert len(evals) == 1 and "teacher-vs-student" in evals[0]["agreement"]
     assert len([ln for ln in r.stdout.splitlines() if ln.startswith("{")]) == 1
     assert sorted(p.name for p in two.iterdir()) == ["checkpoint.pt", "config.json",
-                                                     "history.jsonl", "results.json"]
+                                                     "history.jsonl", "results.json",
+                                                     "run.lock", "semibook-run.json"]
 
 
 @pytest.mark.parametrize("task", ["classification", "segmentation"])

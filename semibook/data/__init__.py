@@ -105,7 +105,18 @@ def load_dataset(name: str, root: str | None = None, download: bool | None = Non
     if x_tr.shape[1:] != (info.in_channels, info.size, info.size):
         raise ConfigError(f"{source}: images have shape {tuple(x_tr.shape[1:])}, expected "
                           f"{(info.in_channels, info.size, info.size)}")
+    if info.task == "classification":
+        for part, y in (("training", y_tr), ("test", y_te)):
+            if len(y) and not (0 <= int(y.min()) and int(y.max()) < info.num_classes):
+                raise ConfigError(f"{source}: {part} labels outside the {info.num_classes} "
+                                  f"classes (0..{info.num_classes - 1}); replace the files "
+                                  f"with the dataset's own")
     mean, std = channel_stats(x_tr)
+    if not min(std) > 1e-6:  # every pixel the same (up to rounding): standardising divides
+        # by zero
+        raise ConfigError(f"{source}: the training images have no pixel variance (every pixel "
+                          f"of a channel has one value), so they are not {name}'s images; "
+                          f"replace the files with the dataset's own")
     return ImageSet(info, x_tr, y_tr, x_te, y_te, source, mean, std)
 
 

@@ -59,6 +59,13 @@ def _read(folder: Path):
     if any(p is None for p in paths.values()):
         return None
     arrays = {k: read_idx(p) for k, p in paths.items()}
+    for k in ("y_train", "y_test"):
+        bad = arrays[k][arrays[k] >= len(FASHION_CLASSES)]
+        if len(bad):
+            raise ConfigError(f"{paths[k]}: {len(bad)} label values outside the "
+                              f"{len(FASHION_CLASSES)} classes (0..{len(FASHION_CLASSES) - 1}; "
+                              f"e.g. {int(bad[0])}): not Fashion-MNIST's labels; replace the "
+                              f"file with the dataset's own")
     x_tr = torch.from_numpy(arrays["x_train"].copy()).unsqueeze(1)
     x_te = torch.from_numpy(arrays["x_test"].copy()).unsqueeze(1)
     y_tr = torch.from_numpy(arrays["y_train"].astype(np.int64))

@@ -7,6 +7,8 @@ containers of str, int, float and bool (configs as dicts; no RNG states are need
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -31,34 +33,60 @@ def _replace(tmp: Path, path: Path) -> None:
         pass
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def _atomic_write(path: Path, mode: str, write) -> None:
+    """Write ``path`` through its temporary file. A write that fails (a full disk, a read-only
+    folder, Ctrl-C) removes the temporary file and leaves ``path`` as it was; only a killed
+    process leaves a torn temporary file, which the next write replaces."""
     path = Path(path)
     tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _replace(tmp, path)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        _replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file
+            e.filename = str(path)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    _atomic_write(path, "wb", lambda f: torch.save(state, f))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file (config, results) so that readers never see half of it."""
-    path = Path(path)
-    tmp = _tmp(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    _replace(tmp, path)
+    _atomic_write(path, "w", lambda f: f.write(text))
+
+
+def _load_failure(path: Path, e: Exception) -> str:
+    """Why a checkpoint did not load, in one line of semibook's words. torch's own message
+    for a refused object advises loading with ``weights_only=False``, which would run the
+    file's code; it is not shown."""
+    text = str(e)
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"it asks to call {found.group(1)}" if found else \
+            "it holds objects other than tensors and plain containers"
+        return (f"{path}: refused to load the checkpoint: {what}, which no semibook checkpoint "
+                f"does (a damaged or foreign file, possibly malicious); delete it, or pass "
+                f"--overwrite to start the run again")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    first = first if len(first) <= 160 else first[:157] + "..."
+    return (f"{path}: cannot load checkpoint ({type(e).__name__}: {first}); the file is "
+            f"damaged: delete it, or pass --overwrite to start the run again")
 
 
 def load_checkpoint(path: Path, method: str | None = None) -> dict:
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:
-        first = " ".join(str(e).split())[:200]
-        raise ConfigError(f"{path}: cannot load checkpoint ({type(e).__name__}: {first})") \
-            from None
+        raise ConfigError(_load_failure(path, e)) from None
     if not isinstance(state, dict) or "config" not in state:
         raise ConfigError(f"{path}: not a semibook checkpoint (no config in it)")
     if method is not None and state.get("config", {}).get("method") != method:

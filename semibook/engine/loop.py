@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, NonFiniteLossError
 from ..data import ImageSet, load_dataset
 from ..data.splits import Split, load_or_make_split, make_split
 from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
@@ -36,14 +35,10 @@ from ..methods.base import Batch, DataSpec, SemiMethod
 from ..models import ema_update
 from ..paths import ROOT, results_dir, runs_dir
 from ..tracking import agreement
-from . import distributed
+from . import distributed, rundir
 from .checkpoint import atomic_write_text, load_checkpoint, load_weights, save_checkpoint
 from .schedules import set_step_hparams
 from .seed import device_name, numpy_rng, pick_device, seed_everything, step_seed, torch_generator
-
-
-class NonFiniteLossError(RuntimeError):
-    """A NaN or infinite loss (``Config.skip_nonfinite`` skips such steps instead)."""
 
 
 class StepData:
@@ -421,6 +416,11 @@ def prepare(cfg: Config, device: torch.device | None = None,
     spec = DataSpec(info.num_classes, info.in_channels, info.classes, info.task,
                     image_set.mean, image_set.std, info.ignore_index)
     method = get_method_class(cfg.method)(cfg, spec).to(device)
+    if method.views_u and cfg.labels >= len(image_set.y_train):
+        raise ConfigError(f"label count {cfg.labels} leaves no unlabeled image of the "
+                          f"{len(image_set.y_train)} training images in {image_set.source}, and "
+                          f"{cfg.method} trains on unlabeled images; choose fewer labels, or the "
+                          f"supervised method")
     if given:
         split = make_split(image_set.y_train, cfg.labels, cfg.seed, info.num_classes, info.name,
                            balanced=image_set.y_train.ndim == 1)
@@ -447,6 +447,8 @@ def prepare(cfg: Config, device: torch.device | None = None,
 def config_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
     """Fields in which ``cfg`` differs from a stored config (fields added to :class:`Config`
     since it was written take their defaults)."""
+    if not isinstance(old, dict):
+        return sorted(cfg.to_dict())
     try:
         old = Config.from_dict(old).to_dict()
     except (ConfigError, TypeError):
@@ -454,25 +456,14 @@ def config_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
     return cfg.diff(old)
 
 
-def _check_run_dir(run_dir: Path, cfg: Config, resume: bool, overwrite: bool) -> None:
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        return
-    if overwrite:
-        shutil.rmtree(run_dir)
-        return
-    try:
-        old = json.loads(cfg_path.read_text())
-    except ValueError as e:
-        raise ConfigError(f"{cfg_path}: not a config file ({e}); pass --overwrite to replace "
-                          f"the run") from None
-    diff = config_diff(cfg, old)
-    if diff:
-        raise ConfigError(f"{run_dir} holds a run with a different config (differs in: "
-                          f"{', '.join(diff)}); pass --overwrite to replace it")
-    if not resume:
-        raise ConfigError(f"{run_dir} already holds this run; pass --resume to continue it or "
-                          f"--overwrite to start again")
+# Options a run may change when it is resumed (recorded in its history): they change what
+# happens to a bad step, not what a good one computes. Results files still match on them.
+RESUMABLE_CHANGES = ("skip_nonfinite",)
+
+
+def resume_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
+    """The fields of ``config_diff`` that forbid continuing a run of ``old`` as ``cfg``."""
+    return [k for k in config_diff(cfg, old) if k not in RESUMABLE_CHANGES]
 
 
 def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool = False,
@@ -486,14 +477,72 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     run_dir = Path(run_dir)
     device = device if isinstance(device, torch.device) else pick_device(device)
     ranks, device = distributed.setup(device)  # torchrun: join the group; rank 0 writes
+    differs = lambda old: resume_diff(cfg, old)  # noqa: E731
+    if ranks.main:  # reads only: a folder in use, foreign or of another run stops here
+        rundir.probe_lock(run_dir)
+    if ranks.main or not overwrite:
+        rundir.inspect(run_dir, resume, overwrite, differs)
     trainer, split = prepare(cfg, device)  # fails before anything is written
     distributed.check(cfg, trainer.method, ranks)
-    if ranks.main or not overwrite:
-        _check_run_dir(run_dir, cfg, resume, overwrite)
     distributed.barrier()  # every rank has seen the folder as it was before rank 0 writes
-    if ranks.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+    lock = rundir.claim(run_dir, resume, overwrite, differs) if ranks.main else None
+    try:
+        return _train(cfg, trainer, split, run_dir, resume, ranks, device, progress, stop_after)
+    except OSError as e:  # a full disk under the history's appends: name the folder at least
+        if e.filename is None:
+            e.filename = str(run_dir)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _history_until(hist_path: Path, start: int) -> list[str]:
+    """The history's lines up to step ``start`` (the checkpoint's): what was logged after it is
+    dropped, and so is a last line torn by a kill. Any other line that is not a history row
+    stops the resume with one line."""
+    try:
+        lines = hist_path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise ConfigError(f"{hist_path}: cannot read the history ({e.strerror})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    kept = []
+    for i, raw in enumerate(lines, 1):
+        try:
+            row = json.loads(raw.decode("ascii"))
+            step = row["step"] if isinstance(row, dict) else None
+        except (ValueError, KeyError):
+            step = None
+        if step is None or isinstance(step, bool) or not isinstance(step, int):
+            if i == len(lines):  # torn by a kill while it was written
+                break
+            raise ConfigError(f"{hist_path}: line {i} is not a history row (a JSON object with "
+                              f"an integer step); the run cannot continue exactly: pass "
+                              f"--overwrite to start it again")
+        if step <= start:
+            kept.append(raw.decode("ascii"))
+    return kept
+
+
+def _changed_options(cfg: Config, old: dict[str, Any], kept: list[str],
+                     start: int) -> list[str]:
+    """History rows recording the options (RESUMABLE_CHANGES) that this resume changes: each
+    option's value as the checkpoint's config holds it, or as an earlier resume from the same
+    checkpoint recorded it, against ``cfg``'s."""
+    was = {k: old.get(k, getattr(Config, k)) for k in RESUMABLE_CHANGES}
+    for row in map(json.loads, kept):
+        if row.get("kind") == "option" and row["step"] == start:
+            was.update({k: row[k] for k in RESUMABLE_CHANGES if k in row})
+    now = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES if getattr(cfg, k) != was[k]}
+    return [json.dumps({"kind": "option", "step": start, **now})] if now else []
+
+
+def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: bool,
+           ranks: distributed.Dist, device: torch.device, progress: bool,
+           stop_after: int | None) -> dict[str, Any]:
+    """``fit`` in its claimed run folder: load the checkpoint to resume from (before writing
+    anything), then train, log, checkpoint and write results.json."""
     method = trainer.method
     opt = build_optimizer(cfg, method.trainable_parameters(), device)
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
@@ -502,9 +551,11 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     # the current logging window (steps since the last train row), checkpointed with the rest
     sums: dict[str, torch.Tensor] = {}
     count = skipped = 0
+    kept = None  # the history to continue, on a resume
+    option_rows = []  # options changed on this resume (RESUMABLE_CHANGES)
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.method)
-        diff = config_diff(cfg, state["config"])
+        diff = resume_diff(cfg, state["config"])
         if diff:
             raise ConfigError(f"{ckpt_path}: checkpoint of a different config (differs in: "
                               f"{', '.join(diff)})")
@@ -516,18 +567,16 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
         code = state.get("code", code)
         sums = {k: v.to(device) for k, v in state.get("log_sums", {}).items()}
         count, skipped = state.get("log_count", 0), state.get("log_skipped", 0)
-        if hist_path.exists() and ranks.main:  # drop what was logged after the checkpoint,
-            kept = []  # and a line torn by a kill
-            for ln in hist_path.read_text().splitlines():
-                try:
-                    row = json.loads(ln)
-                except ValueError:
-                    continue
-                if row["step"] <= start:
-                    kept.append(ln)
-            atomic_write_text(hist_path, "".join(ln + "\n" for ln in kept))
-    elif hist_path.exists() and ranks.main:
-        hist_path.unlink()
+        if ranks.main:
+            kept = _history_until(hist_path, start) if hist_path.exists() else []
+            option_rows = _changed_options(cfg, state["config"], kept, start)
+    if ranks.main:  # the checks are done: the run's first write is the marker
+        rundir.mark(run_dir)
+        atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+        if kept is not None:
+            atomic_write_text(hist_path, "".join(ln + "\n" for ln in kept + option_rows))
+        elif hist_path.exists():
+            hist_path.unlink()
     trainer.step_fn = distributed.wrap(method, ranks, device, trainer.segmentation)
 
     def checkpoint(step: int) -> None:
@@ -548,10 +597,12 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
         first = distributed.first_bad(bad)  # the same answer on every rank
         if first >= 0:
             terms = ", ".join(f"{k}={float(v) / max(count, 1):.4g}" for k, v in sums.items())
-            last = ckpt_path if ckpt_path.exists() else "none yet"
+            how = (f"last good checkpoint: {ckpt_path}; to skip such steps, continue it with "
+                   f"--resume --skip-nonfinite" if ckpt_path.exists() else
+                   "no checkpoint yet; to skip such steps, run again with --skip-nonfinite")
             raise NonFiniteLossError(
                 f"non-finite loss at step {first} (means of the steps since the last log: "
-                f"{terms}); last good checkpoint: {last} (skip such steps with --skip-nonfinite)")
+                f"{terms}); {how}")
 
     t0 = time.time()
     bar = Progress(cfg.steps, start, progress and ranks.main)
@@ -654,8 +705,14 @@ def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
         device: str | None = None) -> dict[str, Any]:
     """Train one configured run in its run folder; a finished run of the full or paper profile
     also writes ``results/<dataset>_<labels>_<method>_seed<seed>_<profile>.json``."""
-    results = fit(cfg, run_dir or default_run_dir(cfg), resume=resume, overwrite=overwrite,
-                  progress=progress, device=device)
+    run_dir = Path(run_dir or default_run_dir(cfg))
+    results = fit(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress,
+                  device=device)
+    if results.get("finished") and results.get("skipped_nonfinite", 0) >= cfg.steps:
+        raise NonFiniteLossError(
+            f"every one of the {cfg.steps} steps had a non-finite loss and was skipped, so the "
+            f"weights are as initialised ({run_dir / 'results.json'}); no results file was "
+            f"written: look for the cause (data, learning rate) and run again with --overwrite")
     if save_results is None:
         save_results = cfg.profile != "smoke"
     if save_results and results.get("finished"):
@@ -674,7 +731,14 @@ def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str,
     files = sorted(base.glob("*.json")) if base.is_dir() else [base]
     out = []
     for f in files:
-        r = json.loads(f.read_text())
+        try:
+            r = json.loads(f.read_text())
+            if not isinstance(r, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+            raise ConfigError(f"{f}: not a readable results file ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:100]}); restore it from git, or delete it "
+                              f"(its run is then trained again)") from None
         if all(r.get(k) == v for k, v in match.items()):
             r["results_file"], r["loaded"] = str(f), True
             out.append(r)

@@ -12,6 +12,8 @@ import random
 import numpy as np
 import torch
 
+from ..config import ConfigError, check_device
+
 STREAMS = {"data": 1, "augment": 2, "method": 3, "init": 4, "global": 5,
            "data-extra": 6, "augment-extra": 7}  # the second labeled batch (Batch.y_l_extra)
 
@@ -43,9 +45,20 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """cuda, then mps, then cpu (or the one asked for)."""
+    """cuda, then mps, then cpu (or the one asked for, which must be present: one line
+    otherwise)."""
     if name:
-        return torch.device(name)
+        device = torch.device(check_device(name))
+        if device.type == "cuda" and (not torch.cuda.is_available() or (
+                device.index or 0) >= torch.cuda.device_count()):
+            raise ConfigError(f"--device {name}: torch sees no such CUDA GPU "
+                              f"({torch.cuda.device_count()} visible); use --device cpu, or "
+                              f"leave --device out for the best one present")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                         and torch.backends.mps.is_available()):
+            raise ConfigError(f"--device {name}: this machine has no MPS (Apple GPU) device; "
+                              f"use --device cpu, or leave --device out")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -345,3 +345,14 @@ def test_load_only_mode_never_trains(tiny_scenes, isolated, monkeypatch):
     assert not (isolated / "runs").exists()  # nothing trained, no run folder
     run(cfg, progress=False)  # a real run writes the results file; then it loads
     assert run_or_load(cfg, progress=False)["loaded"] is True
+
+
+def test_provenance_names_overrides_only_where_the_run_differs_from_its_profile():
+    cfg = sb.make_config("supervised", "fashion-scenes", 50, 0, "full")
+    res = {"method": "supervised", "dataset": "fashion-scenes", "labels": 50, "seed": 0,
+           "profile": "full", "overrides": {"steps": cfg.steps}, "config": cfg.to_dict(),
+           "device": "cpu", "elapsed_s": 1.0, "git_commit": "abc"}
+    assert "overrides" not in sb.provenance(res)  # made with values the profile now has
+    res["config"] = dict(cfg.to_dict(), steps=cfg.steps + 1)
+    res["overrides"] = {"steps": cfg.steps + 1}
+    assert f"overrides {{'steps': {cfg.steps + 1}}}" in sb.provenance(res)

@@ -795,12 +795,25 @@ def _shown_path(path: str) -> str:
     return str(f.relative_to(base)) if f.is_relative_to(base) else f.name
 
 
+def _differs_from_profile(res: dict[str, Any]) -> bool:
+    """Whether a run's config differs from what its profile gives today (a run made with
+    overrides that the profile has since adopted does not)."""
+    from ..config import make_config
+    try:
+        today = make_config(res["method"], res["dataset"], res["labels"], res["seed"],
+                            res["profile"])
+    except (ConfigError, KeyError):
+        return True
+    return bool(config_diff(today, res.get("config") or {}))
+
+
 def provenance(res: dict[str, Any]) -> str:
     """One line saying where a result comes from: profile, device, commit, time, file."""
     how = f"loaded from {_shown_path(res['results_file'])}" if res.get("loaded") else "trained now"
     warn = "  [smoke profile: checks the code path only; not a result]" \
         if res["profile"] == "smoke" else ""
-    over = f", overrides {res['overrides']}" if res.get("overrides") else ""
+    over = f", overrides {res['overrides']}" if res.get("overrides") and _differs_from_profile(res) \
+        else ""
     commit = (res.get("git_commit") or "unknown")[:8] + ("+changes" if res.get("git_dirty") else "")
     return (f"{res['method']}: {how}; profile {res['profile']}{over}; {res['config']['steps']} "
             f"steps on {res['device']}; commit {commit}; {res['elapsed_s']:.0f} s{warn}")

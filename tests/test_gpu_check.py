@@ -115,3 +115,14 @@ def test_a_stage_is_stopped_at_its_limit_and_the_stages_file_follows(gpu_check, 
     rec = check.stage("bench", broken)  # the next stages still run
     assert rec["status"] == "error"
     assert "a bug in a stage" in (tmp_path / "out" / "gpu-check.log").read_text()
+
+
+def test_a_timed_out_test_stage_keeps_the_outcomes_pytest_printed(gpu_check):
+    printed = ("tests/test_cuda.py::test_a[supervised] PASSED   [ 11%]\n"
+               "tests/test_cuda.py::test_b XFAIL (a kernel has no deterministic version)\n"
+               "tests/test_cuda.py::test_c FAILED   [ 33%]\n"
+               "tests/test_cuda.py::test_d \nTerminated\n")
+    assert gpu_check.verbose_outcomes(printed) == {
+        "tests/test_cuda.py::test_a[supervised]": {"outcome": "passed", "message": ""},
+        "tests/test_cuda.py::test_b": {"outcome": "xfailed", "message": ""},
+        "tests/test_cuda.py::test_c": {"outcome": "failed", "message": ""}}

@@ -385,11 +385,14 @@ class Check:
 
     def tests(self, rec: dict, limit: float) -> None:
         junit = self.out / JUNIT
+        start = (self.out / LOG).stat().st_size
         rc = self.sh([sys.executable, "-m", "pytest", "-v", "-rsxX", "-p", "no:cacheprovider",
                       "-m", "cuda", "tests/test_cuda.py", f"--junitxml={junit}"], limit)
         rec.update(rc=rc, status=self.status(rc))
-        if junit.exists():
-            rec["tests"] = junit_outcomes(junit)
+        with open(self.out / LOG) as f:  # pytest stopped at the limit writes no JUnit file
+            f.seek(start)
+            rec["tests"] = junit_outcomes(junit) if junit.exists() else verbose_outcomes(f.read())
+        if rec["tests"]:
             counts: dict[str, int] = {}
             for t in rec["tests"].values():
                 counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
@@ -562,6 +565,13 @@ def junit_outcomes(path: Path) -> dict[str, dict]:
         out[f"{case.get('classname')}::{case.get('name')}"] = {"outcome": outcome,
                                                                 "message": message}
     return out
+
+
+def verbose_outcomes(text: str) -> dict[str, dict]:
+    """The outcome of each test that ``pytest -v`` reported as it went (``path::test OUTCOME``)."""
+    found = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", text, re.M)
+    return {name: {"outcome": {"XFAIL": "xfailed"}.get(o, o.lower()), "message": ""}
+            for name, o in found}
 
 
 def bench_row(case: dict) -> dict:

@@ -9,7 +9,8 @@ PROFILE ?= full
 NOTEBOOKS ?= book/*.ipynb
 LOAD_ONLY ?= 1
 
-.PHONY: book test unit smoke-notebooks nbval book-strict render reproduce execute clean
+.PHONY: book test unit smoke-notebooks nbval book-strict render reproduce execute gpu-prepare \
+	gpu-check clean
 
 # MathJax served by the book itself (Sphinx would load it from a CDN, unreachable offline)
 MATHJAX := _mathjax/mathjax/es5/tex-chtml.js
@@ -97,6 +98,17 @@ execute: $(STAMP)
 	  SEMIBOOK_LOAD_ONLY=$(if $(filter smoke,$(PROFILE)),,$(LOAD_ONLY)) \
 	  $(VENV)/bin/jupyter-execute --inplace \
 	  --timeout=-1 $(NOTEBOOKS)
+
+# One prepared GPU check (tools/gpu_check.py). gpu-prepare: the wheels a GPU machine lacks and
+# Fashion-MNIST's files into the ignored .whl/ and .gpu-data/, the sizes one device call carries
+# and its command. gpu-check: the check on this machine's GPU (CUDA tests, a smoke run of every
+# method, the bench, the benchmark's full-profile runs while its budget lasts) into
+# _build/gpu-check; DRY=1 prepares, then runs the same stages on the CPU at tiny sizes
+gpu-prepare: $(STAMP)
+	$(PY) tools/gpu_check.py prepare
+
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py $(if $(DRY),dry,run)
 
 clean:
 	rm -rf _build _mathjax _widgets

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 import semibook as sb
 from semibook.__main__ import main
-from semibook.bench import ReferenceData, case_config, count_flops, reference_config
+from semibook.bench import CASES, ReferenceData, case_config, count_flops, reference_config
 from semibook.engine.checkpoint import load_checkpoint
 from semibook.engine.loop import build_optimizer, fit, prepare, speed_options, train_step
 
@@ -37,6 +37,15 @@ def test_quick_bench_runs_on_cpu_and_writes_json(tiny, tmp_path, capsys):
     assert len(curve["curves"]["ours"]["0"]) == 2
     assert "speed-up" in capsys.readouterr().out
     assert main(["bench", "--cases", "nope", "--out", str(out)]) == 2  # names the known cases
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("quick", [False, True])
+def test_bench_cases_need_no_network(name, quick):
+    """Every case builds its models from random weights (a GPU machine has no network to fetch
+    the paper profile's ImageNet encoders, and the step time does not depend on them)."""
+    cfg, _ = case_config(name, quick=quick)
+    assert cfg.encoder_weights is None and cfg.weights_path is None
 
 
 def test_flop_counter_matches_a_hand_count():

@@ -18,7 +18,7 @@ SEG = ("voc", "cityscapes", "fashion-scenes")
 
 
 def paper(method, dataset, labels=None):
-    labels = labels or {"cifar10": 4000, "fashion-mnist": 1000, "voc": 1323,
+    labels = labels or {"cifar10": 4000, "fashion-mnist": 1000, "voc": 1322,
                         "cityscapes": 372, "fashion-scenes": 50}[dataset]
     return sb.make_config(method, dataset, labels, 0, "paper")
 

@@ -82,7 +82,7 @@ class Config:
     steps: int = 1000
     batch_l: int = 64
     batch_u: int = 64
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # adam | adamw (decoupled weight_decay) | sgd
     lr: float = 0.002
     momentum: float = 0.9
     nesterov: bool = True
@@ -164,7 +164,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         # and the every-label ceiling ends 5 points higher.
         "full": dict(arch="unet-r10t", steps=1800, batch_l=8, batch_u=8, crop_size=48,
                      eval_every=300, eval_size=0, eval_batch=32, log_every=25, track_size=256),
-        # the papers fine-tune ImageNet-pretrained encoders
+        # the papers fine-tune ImageNet-pretrained encoders; each method's recipe sets its
+        # official run's optimiser, schedule, batch and length (the supervised baseline keeps these)
         "paper": dict(arch="deeplabv3plus-r101", steps=40000, batch_l=8, batch_u=8,
                       eval_every=2000, eval_size=0, eval_batch=8, log_every=100,
                       track_size=64, checkpoint_every=1000, encoder_weights="imagenet"),
@@ -216,7 +217,7 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
         choose("architecture", cfg.arch, ARCHS)
     else:
         parse_wrn(cfg.arch)
-    choose("optimizer", cfg.optimizer, ("adam", "sgd"))
+    choose("optimizer", cfg.optimizer, ("adam", "adamw", "sgd"))
     choose("lr schedule", cfg.lr_schedule, ("constant", "cosine", "poly", "mean_teacher"))
     choose("precision", cfg.precision, ("auto", "bf16", "fp32"))
     for name in ("channels_last", "fused_optimizer"):

@@ -91,13 +91,36 @@ class StepData:
     def seg_views(self, x: torch.Tensor, y: torch.Tensor, k: int, gen: torch.Generator):
         """k weak views (scale, crop, flip) of images in [0, 1] with their label maps."""
         xf = x.float().div_(255)
-        pairs = [paired_scale_crop_flip(xf, y, gen, self.cfg.augment_scale,
+        # hparams flip False (paper recipes only): AdvSemiSeg's command runs without mirroring
+        flip = self.cfg.hparams.get("flip", True)
+        pairs = [paired_scale_crop_flip(xf, y, gen, self.cfg.augment_scale, flip=flip,
                                         ignore_index=self.ignore_index, crop=self.cfg.crop_size)
                  for _ in range(k)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
+    def pooled_batch(self, step: int, views: int, gen: torch.Generator) -> Batch:
+        """``batch_u`` images drawn from all training images, labeled and unlabeled alike (the
+        Mean Teacher CIFAR-10 runner's ``n_labeled_per_batch='vary'``): as many labeled ones
+        per batch as the draw brings, ``y_l`` -1 on the others."""
+        if not hasattr(self, "_x_all"):
+            self._x_all = torch.cat([self.x_l, self.x_u])
+            self._y_all = torch.cat([self.y_l, self.y_u])
+        n_l = len(self.x_l)
+        idx = self.indices(1, len(self._x_all), self.cfg.batch_u, step)
+        y = self._y_all[idx]
+        y_l = torch.where(idx < n_l, y, torch.full_like(y, -1))
+        vs = self.views(self._x_all[idx], views, gen)
+        if self.dist.active:
+            vs, y_l, y = (distributed.shard(v, self.dist) for v in (vs, y_l, y))
+        rank = self.dist.rank
+        return Batch(y_l=y_l, views_l=vs, views_u=vs, y_u=y, pooled=True,
+                     gen=torch_generator(self.cfg.seed, step, "method", rank),
+                     rng=numpy_rng(self.cfg.seed, step, "method", rank))
+
     def batch(self, step: int, views_l: int, views_u: int, labels_extra: bool = False) -> Batch:
         gen = torch_generator(self.cfg.seed, step, "augment")
+        if self.cfg.hparams.get("pooled_batches"):
+            return self.pooled_batch(step, max(views_l, views_u), gen)
         il = self.indices(0, len(self.x_l), self.cfg.batch_l, step)
         iu = self.indices(1, len(self.x_u), self.cfg.batch_u, step) if views_u else None
         ys_l = None
@@ -247,12 +270,22 @@ class Progress:
 
 
 def build_optimizer(cfg: Config, params: list[nn.Parameter],
-                    device: torch.device | None = None) -> torch.optim.Optimizer:
+                    device: torch.device | None = None,
+                    head: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
     """The run's optimizer; fused (one kernel for all parameters) where ``speed_options`` says
-    so for ``device``."""
+    so for ``device``. With ``hparams["head_lr_mult"]`` (paper recipes only), the parameters
+    in ``head`` form a second group whose learning rate is that multiple of the run's."""
     kw = {"fused": True} if device is not None and speed_options(cfg, device)["fused"] else {}
+    mult = cfg.hparams.get("head_lr_mult")
+    if mult is not None:
+        ids = {id(p) for p in head or ()}
+        params = [{"params": [p for p in params if id(p) not in ids], "lr_mult": 1.0},
+                  {"params": [p for p in params if id(p) in ids], "lr_mult": float(mult),
+                   "lr": cfg.lr * mult}]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay, **kw)
 
@@ -544,7 +577,7 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
     """``fit`` in its claimed run folder: load the checkpoint to resume from (before writing
     anything), then train, log, checkpoint and write results.json."""
     method = trainer.method
-    opt = build_optimizer(cfg, method.trainable_parameters(), device)
+    opt = build_optimizer(cfg, method.trainable_parameters(), device, method.head_parameters())
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
     start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
     code = _code_commit()  # the code this run starts from (kept across resumes)

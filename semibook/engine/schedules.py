@@ -37,7 +37,13 @@ def lr_factor(cfg, step: int) -> float:
     if cfg.lr_schedule == "constant":
         return 1.0
     if cfg.lr_schedule == "poly":  # DeepLab's (1 - t/T)^0.9
-        return (1 - step / cfg.steps) ** 0.9
+        # paper recipes only: another power (hparams poly_power) and a linear warm-up from
+        # warmup_ratio over warmup_steps that replaces the decay while it lasts (Dual Teacher's
+        # PolyWarmupAdamW, naver-ai/dual-teacher seg_core/optimizer.py)
+        warmup = cfg.hparams.get("warmup_steps", 0)
+        if step < warmup:
+            return 1 - (1 - step / warmup) * (1 - cfg.hparams.get("warmup_ratio", 1e-6))
+        return (1 - step / cfg.steps) ** cfg.hparams.get("poly_power", 0.9)
     if cfg.lr_schedule == "cosine":  # FixMatch-style cos(7πk/16K)
         return math.cos(7 * math.pi * step / (16 * cfg.steps))
     if cfg.lr_schedule == "mean_teacher":
@@ -55,11 +61,14 @@ def set_step_hparams(optimizer, cfg, step: int, extra=()) -> float:
             g["lr"] = g.setdefault("base_lr", g["lr"]) * factor
     lr = cfg.lr * factor
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        # a group with lr_mult (the paper recipes' 10x head, hparams head_lr_mult) scales it
+        g["lr"] = lr * g["lr_mult"] if "lr_mult" in g else lr
         if cfg.lr_schedule == "mean_teacher" and "betas" in g:
-            # Official code: β2 0.99 during ramp-up, 0.999 after; β1 0.9 -> 0.5 in the ramp-down.
+            # Official code: β2 0.99 during ramp-up (the CIFAR-10 runner: 0.999, hparams
+            # adam_beta2_rampup), 0.999 after; β1 0.9 -> 0.5 in the ramp-down.
             down = sigmoid_rampdown(step, frac_steps(cfg, "rampdown_frac"), cfg.steps)
             b1 = down * 0.9 + (1 - down) * 0.5
-            b2 = 0.99 if step < frac_steps(cfg, "rampup_frac") else 0.999
+            b2 = cfg.hparams.get("adam_beta2_rampup", 0.99) \
+                if step < frac_steps(cfg, "rampup_frac") else 0.999
             g["betas"] = (b1, b2)
     return lr

@@ -37,6 +37,9 @@ class Batch:
     # a second labeled batch drawn independently of the first (methods with ``labels_extra``:
     # the adversarial discriminator's real maps); labels only, of a weak view
     y_l_extra: torch.Tensor | None = None
+    # one batch drawn from all training images (``hparams["pooled_batches"]``, Mean Teacher's
+    # CIFAR-10 runner): views_l and views_u are the same views, y_l is -1 where unlabeled
+    pooled: bool = False
 
     @property
     def x_l(self) -> torch.Tensor:
@@ -117,6 +120,17 @@ class SemiMethod(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters outside the segmentation networks' encoders (decoder and
+        classifier): the group the paper recipes train at ``hparams["head_lr_mult"]`` times the
+        learning rate. Empty for classification."""
+        encoders = {id(p) for m in self.modules() if m is not self
+                    and isinstance(getattr(m, "encoder", None), nn.Module)
+                    for p in m.encoder.parameters()}
+        if not encoders:
+            return []
+        return [p for p in self.trainable_parameters() if id(p) not in encoders]
 
     def eval_models(self) -> dict[str, nn.Module]:
         """Models evaluated at each evaluation; the first one is the reported one."""

@@ -34,8 +34,9 @@ class Supervised(SemiMethod):
 def segmentation_recipe(profile: str, dataset: str) -> dict:
     """The optimisation shared by the segmentation methods.
 
-    The papers' recipe (CPS, UniMatch; the ``paper`` profile, and the user's VOC and
-    Cityscapes): SGD with momentum 0.9, weight decay 1e-4, a poly learning-rate decay (power
+    The papers' common recipe (the supervised baseline's ``paper`` profile, and the user's VOC
+    and Cityscapes in smoke and full; the methods' ``paper`` recipes are their official runs):
+    SGD with momentum 0.9, weight decay 1e-4, a poly learning-rate decay (power
     0.9) and a random rescale by 0.5 to 2.0, made for fine-tuning an ImageNet-pretrained
     encoder. The embedded fashion-scenes start from random weights, where that recipe learns
     slowly (its full-profile runs are kept in ``results/sgd-recipe/``; chapter 3 compares).

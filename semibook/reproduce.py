@@ -370,5 +370,9 @@ def chapter_verdicts(table: str, methods: list[str], profile: str = "full") -> s
     :func:`verdict_markdown` sentence per method and label count of ``table``, from the
     ``profile`` results files (chapter 6 tables them all)."""
     got = collect(table, profile)
+    lead = ("Over the benchmark's seeds (the runs that chapter 6 tables), from the results "
+            "files: the gain is the mean of the per-seed differences in the last evaluation, "
+            "and it counts as shown when it exceeds two standard deviations of those "
+            "differences.")
     lines = [verdict_markdown(got, n, m) for n in got["table"].labels for m in methods]
-    return "\n\n".join(lines)
+    return "\n\n".join([lead, *lines])

@@ -295,3 +295,12 @@ def test_entries_keep_only_the_label_counts_asked_for():
     assert [(e.labels, e.ceiling) for e in top] == [(10000, True)]
     with pytest.raises(ConfigError, match="label count"):
         rp.entries("segmentation", labels=[123])
+
+
+def test_chapter_verdicts_say_how_they_count_then_one_paragraph_per_label_count(monkeypatch):
+    monkeypatch.setattr(rp, "collect", lambda table, profile: {
+        "table": rp.TABLES[table], "by_labels": {}, "ceiling": []})
+    text = rp.chapter_verdicts("segmentation", ["cps"]).split("\n\n")
+    assert text[0].startswith("Over the benchmark's seeds") and "two standard deviations" in text[0]
+    assert len(text) == 1 + len(rp.TABLE_LABELS["segmentation"])
+    assert all("no verdict" in t for t in text[1:])

@@ -491,5 +491,7 @@ def test_paper_profile_without_weights_stops_with_one_line_and_writes_nothing(fa
              "--data-root", str(fake_voc))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "timm/resnet101" in lines[0] and "--weights PATH" in lines[0]
+    from semibook.models.segmentation import PRESETS
+    encoder = PRESETS[sb.make_config("cps", "voc", 4, 0, "paper").arch]["encoder"]  # tu-resnet50
+    assert f"timm/{encoder.removeprefix('tu-')}" in lines[0] and "--weights PATH" in lines[0]
     assert not (isolated / "runs").exists() and not (isolated / "splits").exists()

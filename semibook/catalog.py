@@ -11,6 +11,9 @@ METHOD_TASKS: dict[str, tuple[str, ...]] = {
     "cps": ("segmentation",),
     "cps_cutmix": ("segmentation",),
     "dual_teacher": ("segmentation",),
+    "soft_teacher": ("segmentation",),
+    "dual_branch": ("segmentation",),
+    "dual_branch_teacher": ("segmentation",),
 }
 
 DATASET_TASKS: dict[str, str] = {

@@ -55,7 +55,8 @@ def test_tables_hold_every_method_label_count_seed_and_the_ceiling():
     seg = rp.entries("segmentation")
     labels = rp.TABLE_LABELS["segmentation"]
     assert len(labels) >= 2  # at least two label counts per table
-    methods = {"supervised", "mean_teacher", "adversarial", "cps", "cps_cutmix", "dual_teacher"}
+    methods = {"supervised", "mean_teacher", "adversarial", "cps", "cps_cutmix", "dual_teacher",
+               "soft_teacher", "dual_branch", "dual_branch_teacher"}
     assert {(e.method, e.labels, e.seed) for e in seg if not e.ceiling} == {
         (m, n, s) for m in methods for n in labels for s in (0, 1, 2)}
     # the ceiling is supervised-only training on all 10,000 training scenes, named like the
@@ -304,3 +305,25 @@ def test_chapter_verdicts_say_how_they_count_then_one_paragraph_per_label_count(
     assert text[0].startswith("Over the benchmark's seeds") and "two standard deviations" in text[0]
     assert len(text) == 1 + len(rp.TABLE_LABELS["segmentation"])
     assert all("no verdict" in t for t in text[1:])
+
+
+def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs():
+    t = rp.Table("seg", "fashion-scenes", ("supervised", "soft_teacher"), (20,),
+                 full_labels=100, added=("soft_teacher",))
+    run = lambda m, s, secs: {"method": m, "labels": 20, "seed": s, "elapsed_s": secs,
+                              "device": "cpu"}
+    got = {"table": t, "by_labels": {20: {"supervised": [run("supervised", 0, 900.0)],
+                                          "soft_teacher": [run("soft_teacher", 0, 600.0),
+                                                           run("soft_teacher", 1, 960.0)]}},
+           "ceiling": [run("supervised", 0, 900.0)], "runs": 6,
+           "entries": rp.entries(t, seeds=(0, 1))}
+    assert rp.timing(got, "core")["sum_s"] == 1800.0 and rp.timing(got, "core")["of"] == 4
+    added = rp.timing(got, "added")
+    assert added["sum_s"] == 1560.0 and added["of"] == 2 and added["max_s"] == 960.0
+    text = rp.timing_markdown({"seg": got}, budget_h=0.2, max_run_min=15)
+    assert "| seg: chapter 7's methods | 2 of 2 | 0.43 h | 0.22 h | 16.0 min" in text
+    # 0.25 h of the first methods' runs two at a time: over 0.2 h; 16 min: over 15
+    assert "0.25 h of the first methods' runs (OVER 0.2 h)" in text
+    assert "longest run 16.0 min (OVER the limit)" in text
+    assert "within" not in text
+    assert "(within 0.3 h)" in rp.timing_markdown({"seg": got}, budget_h=0.3, max_run_min=15)

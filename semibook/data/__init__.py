@@ -11,14 +11,18 @@ about 3.3 GB of uint8 images and 8.7 GB of int64 label maps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
+import numpy as np
 import torch
 
 from ..config import ConfigError, choose
 from . import cityscapes, voc
 from .cifar import load_cifar10
 from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist
-from .scenes import SCENE_CLASSES, TRAIN_SCENES, VAL_SCENES, load_scenes
+from .scenes import (SCENE_CLASSES, TRAIN_SCENES, VAL_SCENES, box_label_map, image_tags,
+                     load_scene_boxes, load_scenes)
 from .segsets import fixed_size
 from .sources import DataNotFoundError, cache_dir
 
@@ -80,6 +84,26 @@ _LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
             "cityscapes": _file_loader("cityscapes", cityscapes)}
 
 
+@dataclass(frozen=True)
+class WeakLabels:
+    """Weak labels of the training images (chapter 7): ``maps`` uint8 (N, H, W), a coarse
+    label map from each image's boxes (:func:`semibook.data.scenes.box_label_map`), and
+    ``tags`` bool (N, num_classes), the classes each image holds (the background included)."""
+    maps: torch.Tensor
+    tags: torch.Tensor
+
+
+def _scene_weak_labels(root: str | None, n: int) -> WeakLabels:
+    """The weak labels of training scenes 0..n-1 (the scenes :func:`load_scenes` gave)."""
+    boxes = load_scene_boxes("train", n, root=root).numpy()
+    size = _INFO["fashion-scenes"].size
+    maps = np.stack([box_label_map(b, size) for b in boxes])
+    return WeakLabels(torch.from_numpy(maps), torch.from_numpy(image_tags(boxes)))
+
+
+_WEAK = {"fashion-scenes": _scene_weak_labels}
+
+
 @dataclass
 class ImageSet:
     """Train and test images (uint8, N x C x H x W) and labels, with where they came from."""
@@ -91,6 +115,7 @@ class ImageSet:
     source: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    weak: Callable[[], WeakLabels] | None = None  # loads the weak labels, where there are any
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -117,7 +142,8 @@ def load_dataset(name: str, root: str | None = None, download: bool | None = Non
         raise ConfigError(f"{source}: the training images have no pixel variance (every pixel "
                           f"of a channel has one value), so they are not {name}'s images; "
                           f"replace the files with the dataset's own")
-    return ImageSet(info, x_tr, y_tr, x_te, y_te, source, mean, std)
+    weak = partial(_WEAK[name], root, len(x_tr)) if name in _WEAK else None
+    return ImageSet(info, x_tr, y_tr, x_te, y_te, source, mean, std, weak)
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], ...]:
@@ -144,5 +170,5 @@ def available(name: str, root: str | None = None) -> bool:
         return False
 
 
-__all__ = ["DATASETS", "DatasetInfo", "ImageSet", "DataNotFoundError", "dataset_info",
+__all__ = ["DATASETS", "DatasetInfo", "ImageSet", "WeakLabels", "DataNotFoundError", "dataset_info",
            "load_dataset", "available"]

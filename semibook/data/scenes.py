@@ -13,6 +13,13 @@ item's own grey value there is above :data:`ON_THRESHOLD` (a quarter of full bri
 item's dark surroundings are transparent, so a later item covers an earlier one only where the
 later item itself has ink. Image and labels come from the same rule, so they always agree.
 
+Weak labels (chapter 7): the generator also knows where it put every item, so each scene has,
+for free, what a cheaper annotation would give: each item's bounding box and class
+(:func:`item_boxes`, :func:`load_scene_boxes`) and the image-level set of classes
+(:func:`image_tags`). A box is the extent of the item's ink inside the frame, drawn around the
+whole item even where a later item covers part of it, as an annotator boxes an object.
+:func:`box_label_map` turns a scene's boxes into a coarse label map for training.
+
 Scenes are generated, not downloaded: scene ``i`` of a split is fully determined by
 ``(seed, split, i)``. Training scenes use Fashion-MNIST's training images and validation
 scenes its test images, so no item picture is shared between the two splits.
@@ -50,6 +57,8 @@ ON_THRESHOLD = 0.25  # an item pixel is "on" when its rescaled grey value exceed
 SCALE_RANGE = (0.8, 1.6)  # item side = 28 * scale
 ITEMS_RANGE = (2, 4)  # items per scene, both ends included
 VISIBLE = 0.75  # at least this fraction of an item's width and of its height lies in the frame
+MAX_ITEMS = ITEMS_RANGE[1]
+BOX_FIELDS = ("label", "top", "left", "bottom", "right")  # bottom and right exclusive
 
 
 @dataclass
@@ -183,6 +192,53 @@ def generate_scene(items_x, items_y, rng: np.random.Generator,
     return compose(background, draw_layers(items_x, items_y, rng, size))
 
 
+def item_boxes(layers: list[Layer], size: int) -> np.ndarray:
+    """The weak labels of one scene: int16 (MAX_ITEMS, 5), one row (label, top, left, bottom,
+    right) per item, in drawing order, for the box around the item's ink (the pixels
+    :func:`compose` paints, before later items cover any) inside the frame; bottom and right
+    are exclusive. Rows past the last item, and an item with no ink in the frame, are -1."""
+    out = np.full((MAX_ITEMS, len(BOX_FIELDS)), -1, dtype=np.int16)
+    for row, layer in enumerate(layers):
+        rows, cols = np.nonzero(layer.intensity > ON_THRESHOLD)
+        rows, cols = rows + layer.top, cols + layer.left
+        inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+        if inside.any():
+            rows, cols = rows[inside], cols[inside]
+            out[row] = (layer.label, rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    return out
+
+
+def image_tags(boxes: np.ndarray, num_classes: int = None) -> np.ndarray:
+    """The image-level weak label of scenes from their boxes (..., MAX_ITEMS, 5): bool
+    (..., num_classes), true for the background and for the class of every item."""
+    num_classes = num_classes or len(SCENE_CLASSES)
+    boxes = np.asarray(boxes)
+    tags = np.zeros(boxes.shape[:-2] + (num_classes,), dtype=bool)
+    tags[..., 0] = True
+    labels = boxes[..., 0].astype(np.int64)
+    lead = np.nonzero(labels >= 0)
+    tags[lead[:-1] + (labels[lead],)] = True
+    return tags
+
+
+def box_label_map(boxes: np.ndarray, size: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """A coarse label map from one scene's boxes (MAX_ITEMS, 5): uint8 (size, size), the box's
+    class inside a box, 0 (background) outside every box, and ``ignore_index`` where boxes of
+    different classes overlap (which class is on top there the boxes do not say); where boxes
+    of one class overlap, that class."""
+    out = np.zeros((size, size), dtype=np.uint8)
+    owner = np.full((size, size), -1, dtype=np.int16)
+    for label, top, left, bottom, right in np.asarray(boxes):
+        if label < 0:
+            continue
+        win = owner[top:bottom, left:right]
+        clash = (win >= 0) & (win != label)
+        win[win < 0] = label
+        win[clash] = ignore_index  # stays: no class equals ignore_index
+        out[top:bottom, left:right] = np.where(win == ignore_index, ignore_index, win)
+    return out
+
+
 def _check(split: str, n, size, seed=0) -> int:
     """Validate the arguments (one-line ConfigError naming the valid values); returns n."""
     if split not in SPLITS:
@@ -214,6 +270,41 @@ def scenes_from(items_x, items_y, split: str, n: int, size: int = DEFAULT_SIZE,
     return torch.from_numpy(images), torch.from_numpy(masks)
 
 
+def boxes_from(items_x, items_y, split: str, n: int, size: int = DEFAULT_SIZE,
+               seed: int = 0) -> torch.Tensor:
+    """The boxes (:func:`item_boxes`) of scenes 0..n-1 of ``split``: int16 (n, MAX_ITEMS, 5).
+    The generator's draws are replayed (background, then items), so these are the boxes of the
+    very scenes :func:`scenes_from` paints; nothing is composed."""
+    n = _check(split, n, size, seed)
+    items_x = np.asarray(items_x)
+    items_y = np.asarray(items_y)
+    split_id = SPLITS.index(split)
+    out = np.empty((n, MAX_ITEMS, len(BOX_FIELDS)), dtype=np.int16)
+    for i in range(n):
+        rng = np.random.default_rng([seed, split_id, i])
+        make_background(rng, size)  # drawn first in every scene: replayed for the rng's state
+        out[i] = item_boxes(draw_layers(items_x, items_y, rng, size), size)
+    return torch.from_numpy(out)
+
+
+def load_scene_boxes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed: int = 0,
+                     root: str | None = None) -> torch.Tensor:
+    """Like :func:`boxes_from` on Fashion-MNIST, kept in ``cache_dir() / "scenes"``."""
+    n = _check(split, n, size, seed)
+    x, y, source_hash = _source(split, root)
+    path = cache_path(split, n, size, seed, source_hash, "boxes")
+    try:
+        with np.load(path) as f:
+            boxes = f["boxes"]
+        if boxes.shape == (n, MAX_ITEMS, len(BOX_FIELDS)) and boxes.dtype == np.int16:
+            return torch.from_numpy(boxes)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # missing or damaged: generate again
+    boxes = boxes_from(x, y, split, n, size, seed)
+    _write_npz(path, boxes=boxes.numpy())
+    return boxes
+
+
 def _source(split: str, root: str | None):
     (x_tr, y_tr, x_te, y_te), path = load_fashion_mnist(root, None)
     x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
@@ -231,9 +322,25 @@ def make_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed
     return scenes_from(x, y, split, n, size, seed)
 
 
-def cache_path(split: str, n: int, size: int, seed: int, source_hash: str) -> Path:
-    name = f"fashion-scenes-v{FORMAT_VERSION}-{split}-n{n}-s{size}-seed{seed}-{source_hash}.npz"
+def cache_path(split: str, n: int, size: int, seed: int, source_hash: str,
+               kind: str = "") -> Path:
+    kind = f"{kind}-" if kind else ""
+    name = (f"fashion-scenes-{kind}v{FORMAT_VERSION}-{split}-n{n}-s{size}-seed{seed}-"
+            f"{source_hash}.npz")
     return cache_dir() / "scenes" / name
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write beside the target, then rename: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # uncompressed: fast
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_cache(path: Path, n: int, size: int):
@@ -259,19 +366,11 @@ def load_scenes(split: str, n: int | None = None, size: int = DEFAULT_SIZE, seed
         if cached is not None:
             return cached
     images, masks = make_scenes(split, n, size, seed, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write beside the target, then rename: a reader never sees a half-written file
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=images.numpy(), masks=masks.numpy())  # uncompressed: fast
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write_npz(path, images=images.numpy(), masks=masks.numpy())
     return images, masks
 
 
 __all__ = ["SCENE_CLASSES", "NUM_CLASSES", "IGNORE_INDEX", "SPLITS", "TRAIN_SCENES",
            "VAL_SCENES", "ON_THRESHOLD", "Layer", "compose", "generate_scene", "make_scenes",
-           "scenes_from", "load_scenes"]
+           "scenes_from", "load_scenes", "MAX_ITEMS", "BOX_FIELDS", "item_boxes", "image_tags",
+           "box_label_map", "boxes_from", "load_scene_boxes"]

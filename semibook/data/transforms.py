@@ -60,7 +60,8 @@ def paired_scale_crop_flip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generato
     random crop of ``crop`` x ``crop`` pixels (0: the input's size), random horizontal flip,
     applied to the images (bilinear) and their label maps (nearest) with one sampling grid
     each, so the two stay aligned. Where a zoomed-out image does not cover the crop, the image
-    is 0 and the label ``ignore_index``. ``x``: float (n, c, h, w); ``y``: integer (n, h, w)."""
+    is 0 and the label ``ignore_index``. ``x``: float (n, c, h, w); ``y``: integer (n, h, w), or (n, k, h, w) for k label maps per
+    image (a label map and a weak-label map), each moved like a single one."""
     n, c, h, w = x.shape
     ch, cw = (crop, crop) if crop else (h, w)
     s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=gen)
@@ -74,9 +75,11 @@ def paired_scale_crop_flip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generato
     theta[:, 1, 1], theta[:, 1, 2] = ry, ty
     grid = F.affine_grid(theta.to(x.device, x.dtype), [n, c, ch, cw], align_corners=False)
     x_out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    shifted = (y.to(x.dtype) + 1)[:, None]  # 0 after sampling = outside the image
-    y_out = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros",
-                          align_corners=False)[:, 0].round().long() - 1
+    maps = y.dim() == 4  # several label maps per image (n, k, h, w): one grid for all
+    shifted = y.to(x.dtype) + 1  # 0 after sampling = outside the image
+    y_out = F.grid_sample(shifted if maps else shifted[:, None], grid, mode="nearest",
+                          padding_mode="zeros", align_corners=False).round().long() - 1
+    y_out = y_out if maps else y_out[:, 0]
     y_out[y_out < 0] = ignore_index
     return x_out, y_out
 

@@ -45,7 +45,8 @@ class StepData:
     """Batches as a pure function of (seed, step): epoch e of a set is a permutation drawn from
     (seed, e), and step s takes positions s*B ... s*B+B-1 of the endless concatenation."""
 
-    def __init__(self, data: ImageSet, split: Split, cfg: Config, device: torch.device):
+    def __init__(self, data: ImageSet, split: Split, cfg: Config, device: torch.device,
+                 weak_labels: bool = False):
         self.cfg, self.device, self.mean, self.std = cfg, device, data.mean, data.std
         self.pad_mode, self.task = data.info.pad_mode, data.info.task
         self.ignore_index = data.info.ignore_index
@@ -53,6 +54,15 @@ class StepData:
         unl = torch.as_tensor(split.unlabeled)
         self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
         self.x_u, self.y_u = data.x_train[unl].to(device), data.y_train[unl].to(device)
+        self.weak = self.w_u = self.tags_u = None  # weak labels (chapter 7)
+        if weak_labels:
+            if data.weak is None:
+                raise ConfigError(f"{cfg.method} learns from weak labels (boxes and image-level "
+                                  f"classes), which only fashion-scenes provides, not "
+                                  f"{data.info.name}")
+            self.weak = data.weak()
+            self.w_u = self.weak.maps[unl].to(device)
+            self.tags_u = self.weak.tags[unl].to(device)
         self._perms: dict[tuple[int, int], torch.Tensor] = {}
         self.dist = distributed.current()  # several processes: each keeps its share of a batch
         self.memory_format = torch.channels_last if speed_options(cfg, device)["channels_last"] \
@@ -127,13 +137,19 @@ class StepData:
         if self.task == "segmentation":
             vl, ys_l = self.seg_views(self.x_l[il], self.y_l[il], views_l, gen)
             y_l = ys_l[0]
-            vu, y_u = self.seg_views(self.x_u[iu], self.y_u[iu], views_u, gen) if views_u \
+            maps_u = self.y_u[iu] if self.w_u is None else \
+                torch.stack([self.y_u[iu], self.w_u[iu].long()], 1)  # one geometry for both
+            vu, y_u = self.seg_views(self.x_u[iu], maps_u, views_u, gen) if views_u \
                 else ([], [None])
             y_u = y_u[0]
+            if self.w_u is not None:
+                y_u, w_u, tags_u = y_u[:, 0], y_u[:, 1], self.tags_u[iu]
         else:
             vl, y_l = self.views(self.x_l[il], views_l, gen), self.y_l[il]
             vu, y_u = (self.views(self.x_u[iu], views_u, gen), self.y_u[iu]) if views_u \
                 else ([], None)
+        if self.w_u is None:
+            w_u = tags_u = None
         y_x = None
         if labels_extra:  # a second labeled batch, drawn on its own (weak view, labels only)
             ix = self.indices(2, len(self.x_l), self.cfg.batch_l, step)
@@ -146,13 +162,13 @@ class StepData:
             vl, vu = ([v.contiguous(memory_format=torch.channels_last) for v in vs]
                       for vs in (vl, vu))
         if self.dist.active:  # the global batch was drawn and augmented; keep this rank's share
-            vl, vu, y_l, y_u, ys_l, y_x = (distributed.shard(v, self.dist)
-                                           for v in (vl, vu, y_l, y_u, ys_l, y_x))
+            vl, vu, y_l, y_u, ys_l, y_x, w_u, tags_u = (
+                distributed.shard(v, self.dist) for v in (vl, vu, y_l, y_u, ys_l, y_x, w_u, tags_u))
         rank = self.dist.rank
         return Batch(y_l=y_l, views_l=vl, views_u=vu,
                      gen=torch_generator(self.cfg.seed, step, "method", rank),
                      rng=numpy_rng(self.cfg.seed, step, "method", rank), y_u=y_u, ys_l=ys_l,
-                     y_l_extra=y_x)
+                     y_l_extra=y_x, w_u=w_u, tags_u=tags_u)
 
 
 def encode(t: torch.Tensor) -> dict[str, Any]:
@@ -422,8 +438,11 @@ class Trainer:
             agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
         if self.segmentation:
             x = self.prep(self.track_x.to(self.device))
+            tags = None
+            if getattr(self.data, "weak", None) is not None and self.track_index is not None:
+                tags = self.data.weak.tags[torch.as_tensor(self.track_index)].to(self.device)
             with _autocast(self.device, self.bf16):
-                labels = self.method.tracked_labels(x)
+                labels = self.method.tracked_labels(x, tags)
             for pair, (pa, pb) in labels.items():
                 agree[pair] = agreement(pa, pb, self.track_y, self.method.spec.num_classes, ignore)
         if agree:
@@ -467,7 +486,7 @@ def prepare(cfg: Config, device: torch.device | None = None,
         for net in method.children():
             for m in (net if isinstance(net, nn.ModuleList) else [net]):
                 m.compile()
-    data = StepData(image_set, split, cfg, device)
+    data = StepData(image_set, split, cfg, device, weak_labels=method.weak_labels)
     ti = _fixed_subset(len(image_set.y_test), cfg.eval_size, salt=2024)
     ki = _fixed_subset(len(split.unlabeled), cfg.track_size, salt=2025)
     unl = torch.as_tensor(split.unlabeled)[ki]

@@ -100,7 +100,7 @@ class Adversarial(SemiMethod):
         return {"loss_d": loss_d.detach()}
 
     @torch.no_grad()
-    def tracked_labels(self, x):
+    def tracked_labels(self, x, tags=None):
         """The confident mask: pseudo labels the discriminator keeps (sigmoid > T_semi) against
         all pseudo labels, so that "agree" means kept, and "disagree" dropped."""
         was = self.model.training, self.D.training

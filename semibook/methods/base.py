@@ -40,6 +40,10 @@ class Batch:
     # one batch drawn from all training images (``hparams["pooled_batches"]``, Mean Teacher's
     # CIFAR-10 runner): views_l and views_u are the same views, y_l is -1 where unlabeled
     pooled: bool = False
+    # weak labels of the unlabeled images (methods with ``weak_labels``, chapter 7): the box
+    # label map of the unlabeled view (moved with it) and the image-level classes (n, C) bool
+    w_u: torch.Tensor | None = None
+    tags_u: torch.Tensor | None = None
 
     @property
     def x_l(self) -> torch.Tensor:
@@ -69,6 +73,7 @@ class SemiMethod(nn.Module):
     views_l = 1  # augmented views of each labeled image per step
     views_u = 0  # augmented views of each unlabeled image per step (0: no unlabeled data)
     labels_extra = False  # a second, independently drawn labeled batch (Batch.y_l_extra)
+    weak_labels = False  # the unlabeled images' weak labels (Batch.w_u, Batch.tags_u)
     paper = ""
 
     def __init__(self, cfg, spec: DataSpec):
@@ -140,10 +145,12 @@ class SemiMethod(nn.Module):
         out["model"] = self.model
         return out
 
-    def tracked_labels(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def tracked_labels(self, x: torch.Tensor, tags: torch.Tensor | None = None
+                       ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Label pairs to track besides the model pairs, computed by the method itself on the
         tracked images ``x`` (model input, eval mode): e.g. the adversarial method's
-        discriminator-kept pseudo labels against all of them."""
+        discriminator-kept pseudo labels against all of them. ``tags``: the images'
+        image-level weak labels (methods with ``weak_labels``)."""
         return {}
 
     def agreement_pairs(self) -> dict[str, tuple[nn.Module, nn.Module]]:
@@ -151,3 +158,17 @@ class SemiMethod(nn.Module):
         if self.ema_model is not None:
             return {"ema-vs-model": (self.ema_model, self.model)}
         return {}
+
+
+class StudentTeacher:
+    """Mixin for a method whose ``self.teacher`` is an EMA of ``self.model`` at decay
+    ``hparams["ema"]``, and whose student is evaluated first (the teacher beside it)."""
+
+    def ema_pairs(self, step):
+        return [(self.teacher, self.model, self.hp["ema"])]
+
+    def eval_models(self):
+        return {"student": self.model, "teacher": self.teacher}
+
+    def agreement_pairs(self):
+        return {"teacher-vs-student": (self.teacher, self.model)}

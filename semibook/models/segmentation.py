@@ -107,3 +107,24 @@ def normalized_segmentation_model(name: str, num_classes: int, mean, std, **kw) 
     """A preset behind a :class:`Normalize` layer: it takes images in [0, 1]."""
     return nn.Sequential(Normalize(mean, std),
                          create_segmentation_model(name, num_classes, len(mean), **kw))
+
+
+class DualBranch(nn.Module):
+    """One encoder, two decoders with their heads (the strong-weak dual-branch network):
+    ``forward`` gives the strong branch's logits, the one evaluated; :meth:`both` gives the
+    strong and the weak branch's logits of one pass through the shared encoder. Built from two
+    presets of one architecture: the second one's decoder and head become the weak branch."""
+
+    def __init__(self, strong: nn.Sequential, weak: nn.Sequential):
+        super().__init__()
+        self.normalize, net = strong[0], strong[1]
+        self.encoder, self.decoder, self.head = net.encoder, net.decoder, net.segmentation_head
+        self.weak_decoder, self.weak_head = weak[1].decoder, weak[1].segmentation_head
+
+    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.encoder(self.normalize(x))
+        return (self.head(self.decoder(features)),
+                self.weak_head(self.weak_decoder(features)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.decoder(self.encoder(self.normalize(x))))

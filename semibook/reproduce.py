@@ -240,22 +240,24 @@ def missing_markdown(got: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def verdict(got: dict[str, Any], labels: int, method: str) -> dict[str, Any] | None:
+def verdict(got: dict[str, Any], labels: int, method: str,
+            baseline: str = CEILING_METHOD) -> dict[str, Any] | None:
     """Whether ``method`` beats supervised-only training at ``labels`` labels in a
     :func:`collect` ed table, from the last evaluation of each seed both have finished.
 
     The seeds share their split, so the comparison is paired: the gain is the mean over seeds of
     (method - supervised), and it counts as shown when it exceeds two standard deviations of
     those per-seed differences (at least two seeds). ``gap_closed`` is the share of the
-    supervised-to-fully-supervised gap that the mean gain closes. None: nothing to compare."""
+    baseline-to-fully-supervised gap that the mean gain closes. ``baseline``: another method
+    of the table in supervised-only training's place. None: nothing to compare."""
     import statistics
 
     runs = got["by_labels"].get(labels, {})
-    if method not in runs or CEILING_METHOD not in runs:
+    if method not in runs or baseline not in runs:
         return None
     last = lambda r: r["last"][r["metric"]]
     by_seed = {r["seed"]: last(r) for r in runs[method]}
-    base = {r["seed"]: last(r) for r in runs[CEILING_METHOD]}
+    base = {r["seed"]: last(r) for r in runs[baseline]}
     seeds = sorted(set(by_seed) & set(base))
     if not seeds:
         return None
@@ -385,6 +387,33 @@ def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
               f"{total / 7200:.2f} h in all, longest run {longest / 60:.1f} min "
               f"({'within' if ok_max else 'OVER'} the limit)."
               + (grown or f" The hours are {'within' if ok_total else 'OVER'} the budget.")]
+    return "\n".join(lines)
+
+
+def contributions_markdown(table: str, steps: list[tuple[str, str, str]],
+                           profile: str = "full") -> str:
+    """What each ingredient adds, from the results files: for each (method, baseline, what
+    the method adds to the baseline) and each label count of ``table``, the paired gain of the
+    method over the baseline over the seeds both finished (see :func:`verdict`), and whether
+    it exceeds two standard deviations."""
+    got = collect(table, profile)
+    lines = []
+    for method, baseline, what in steps:
+        for n in got["table"].labels:
+            v = verdict(got, n, method, baseline)
+            if v is None:
+                lines.append(f"- **{what}** ({method} against {baseline}, {n} labels): no "
+                             f"finished pair of runs yet.")
+                continue
+            unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
+            unit += "" if v["sd"] is None else f", standard deviation {100 * v['sd']:.2f}"
+            seeds = ", ".join(map(str, v["seeds"]))
+            claim = ("more than two standard deviations: shown" if v["shown"] else
+                     "a single seed: not yet known whether it exceeds its spread"
+                     if v["sd"] is None else "not more than two standard deviations: not shown")
+            lines.append(f"- **{what}** ({method} against {baseline}, {n} labels): "
+                         f"{100 * v['gain']:+.2f} {unit}, seed{'s' if len(v['seeds']) > 1 else ''}"
+                         f" {seeds}; {claim}.")
     return "\n".join(lines)
 
 

@@ -327,3 +327,28 @@ def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs()
     assert "longest run 16.0 min (OVER the limit)" in text
     assert "within" not in text
     assert "(within 0.3 h)" in rp.timing_markdown({"seg": got}, budget_h=0.3, max_run_min=15)
+
+
+def test_contributions_compare_a_method_with_another_baseline_seed_by_seed(isolated):
+    import json
+    import semibook as sb
+    t = rp.get_table("segmentation")
+    for seed, (a, b) in enumerate([(0.30, 0.20), (0.34, 0.20)]):
+        for method, value in (("dual_branch", a), ("supervised", b)):
+            cfg = sb.make_config(method, t.dataset, 20, seed, "full")
+            res = {"method": method, "dataset": t.dataset, "labels": 20, "seed": seed,
+                   "profile": "full", "finished": True, "config": cfg.to_dict(),
+                   "metric": "miou", "last": {"miou": value}, "elapsed_s": 1.0,
+                   "device": "cpu", "history": []}
+            path = isolated / "results" / f"fashion-scenes_20_{method}_seed{seed}_full.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(res))
+    text = rp.contributions_markdown("segmentation", [
+        ("dual_branch", "supervised", "the box labels"),
+        ("dual_branch_teacher", "dual_branch", "the teacher")])
+    # per-seed gains 10 and 14 points: mean 12, standard deviation 2.83, so shown
+    assert ("**the box labels** (dual_branch against supervised, 20 labels): +12.00 mIoU "
+            "points, standard deviation 2.83, seeds 0, 1; more than two standard deviations: "
+            "shown.") in text
+    assert "**the teacher** (dual_branch_teacher against dual_branch, 50 labels): no finished" \
+        in text

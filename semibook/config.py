@@ -20,46 +20,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import (DEVICES, ConfigError, NonFiniteLossError, check_device, check_seed,  # noqa: F401
+                     choose)
+
 PROFILES = ("smoke", "full", "paper")
-
-
-class ConfigError(ValueError):
-    """A bad choice by the user: printed as one line by the CLI, no traceback."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A NaN or infinite loss (``Config.skip_nonfinite`` skips such steps instead); the CLI
-    prints it as one line and exits with status 3. Defined here, with :class:`ConfigError`, so
-    that the command line catches both without importing torch."""
-
-
-def check_seed(seed: Any) -> int:
-    """A seed is a non-negative integer (numpy's seed sequences take no negative entropy)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer (0, 1, 2, ...), got {seed!r}")
-    return seed
-
-
-DEVICES = ("cpu", "cuda", "mps")
-
-
-def check_device(name: str | None) -> str | None:
-    """``--device``: cpu, cuda (or cuda:N) or mps; None picks the best present."""
-    if name is None:
-        return None
-    kind, _, index = str(name).partition(":")
-    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
-        raise ConfigError(f"unknown device {name!r}; choose one of: cpu, cuda, cuda:N, mps (or "
-                          f"leave --device out for the best one present)")
-    return name
-
-
-def choose(kind: str, value: str, choices) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise one clear line listing them."""
-    choices = list(choices)
-    if value not in choices:
-        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
-    return value
 
 
 @dataclass

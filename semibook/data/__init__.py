@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import ConfigError, choose
+from ..checks import ConfigError, choose
 from . import cityscapes, voc
 from .cifar import load_cifar10
 from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist

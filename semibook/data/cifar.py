@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from .sources import search
 
 FOLDER = "cifar-10-batches-py"

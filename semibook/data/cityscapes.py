@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..config import ConfigError, choose
-from . import segsets
-from .segsets import IdSplit, SegmentationFiles, make_fraction_split, make_label_map
+from ..checks import ConfigError, choose
+from .segsets import find_root as find_dataset_root
+from .segsets import (IdSplit, SegmentationFiles, make_fraction_split,
+                      make_label_map)
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
@@ -57,7 +58,7 @@ def _is_root(folder: Path) -> bool:
 def find_root(root: str | Path | None = None) -> Path:
     """The folder holding leftImg8bit/ and gtFine/: ``root`` (or a folder holding it), else
     ``$SEMIBOOK_DATA``."""
-    return segsets.find_root("Cityscapes", root, _is_root, SUBFOLDERS, HOW_TO_GET)
+    return find_dataset_root("Cityscapes", root, _is_root, SUBFOLDERS, HOW_TO_GET)
 
 
 def list_ids(root: str | Path | None, split: str) -> list[str]:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist
 from .sources import cache_dir
 

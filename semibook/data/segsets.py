@@ -30,7 +30,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from .sources import search
 
 Pair = tuple[Path, Path]

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from ..paths import cache_dir
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from ..paths import splits_dir
 
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..config import ConfigError, choose
-from . import segsets
-from .segsets import (IdSplit, SegmentationFiles, make_fraction_split, make_label_map,
-                      read_id_list)
+from ..checks import ConfigError, choose
+from .segsets import find_root as find_dataset_root
+from .segsets import (IdSplit, SegmentationFiles, make_fraction_split,
+                      make_label_map, read_id_list)
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -57,7 +57,7 @@ def _is_root(folder: Path) -> bool:
 
 def find_root(root: str | Path | None = None) -> Path:
     """The VOC2012 folder: ``root`` (or a folder holding it), else ``$SEMIBOOK_DATA``."""
-    return segsets.find_root("PASCAL VOC 2012", root, _is_root, SUBFOLDERS, HOW_TO_GET)
+    return find_dataset_root("PASCAL VOC 2012", root, _is_root, SUBFOLDERS, HOW_TO_GET)
 
 
 def list_ids(root: str | Path | None, split: str) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError
+from ..checks import ConfigError
 
 
 def _tmp(path: Path) -> Path:

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..config import ConfigError
+from ..checks import ConfigError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import Config, ConfigError, NonFiniteLossError
+from ..checks import ConfigError, NonFiniteLossError
+from ..config import Config
 from ..data import ImageSet, load_dataset
 from ..data.splits import Split, load_or_make_split, make_split
 from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip

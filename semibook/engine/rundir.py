@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from .checkpoint import atomic_write_text
 
 MARKER = "semibook-run.json"

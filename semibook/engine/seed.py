@@ -12,7 +12,7 @@ import random
 import numpy as np
 import torch
 
-from ..config import ConfigError, check_device
+from ..checks import ConfigError, check_device
 
 STREAMS = {"data": 1, "augment": 2, "method": 3, "init": 4, "global": 5,
            "data-extra": 6, "augment-extra": 7}  # the second labeled batch (Batch.y_l_extra)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import choose
+from ..checks import choose
 from .adversarial import Adversarial
 from .base import Batch, DataSpec, SemiMethod
 from .cps import CPS, CPSCutMix

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, choose
+from ..checks import ConfigError, choose
 
 PRESETS: dict[str, dict[str, Any]] = {
     # the embedded data: U-Net on a 4-stage timm ResNet-18 (about 3.6M parameters)

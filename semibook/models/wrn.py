@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ConfigError
+from ..checks import ConfigError
 
 BN_MOMENTUM = 0.001
 SLOPE = 0.1

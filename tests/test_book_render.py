@@ -57,6 +57,30 @@ MOVE_SCRIPT = """<script>
   }, 500);
 })(0);
 </script>"""
+# Every table of the article must be readable in full: it fits the article's column, or it
+# sits in a box that scrolls sideways (overflow-x auto or scroll) and that box fits the column.
+TABLES_SCRIPT = """<script>
+window.addEventListener('load', function () {
+  var article = document.querySelector('article') || document.body;
+  var right = article.getBoundingClientRect().right + 1;
+  var bad = [];
+  document.querySelectorAll('article table').forEach(function (t, i) {
+    var box = t.parentElement, scroller = null;
+    while (box && box !== article) {
+      var o = getComputedStyle(box).overflowX;
+      if (o === 'auto' || o === 'scroll') { scroller = box; break; }
+      box = box.parentElement;
+    }
+    var edge = (scroller || t).getBoundingClientRect().right;
+    if (edge > right) {
+      bad.push({table: i, right: Math.round(edge), column: Math.round(right),
+                scrolls: !!scroller, head: (t.innerText || '').slice(0, 60)});
+    }
+  });
+  document.body.setAttribute('data-tables', JSON.stringify(
+    {count: document.querySelectorAll('article table').length, bad: bad}));
+});
+</script>"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars",
@@ -142,6 +166,15 @@ def _render(exe: str, html: Path, page: str, shots: Path, profile: Path) -> dict
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     out = {"page": page, "rc": r.returncode, "dom": r.stdout, "stderr": r.stderr[-2000:],
            "shot": shot, "raw": source.read_text(), "move": None}
+    # a copy with TABLES_SCRIPT: where each table ends against the article's column
+    copy = profile / f"{name}-tables.html"
+    copy.write_text(out["raw"].replace("<head>", f'<head><base href="{source.as_uri()}">', 1)
+                    .replace("</body>", TABLES_SCRIPT + "</body>", 1))
+    t = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile / name}-tables",
+                        "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<body[^>]*\bdata-tables="([^"]*)"', t.stdout)
+    out["tables"] = json.loads(html_lib.unescape(found.group(1))) if found else {
+        "error": f"no result (rc {t.returncode}): {t.stderr[-500:]}"}
     if _has_slider(_expected(page)["state"]):
         # the copy lives outside the book; <base> points its relative links back into it
         copy = profile / f"{name}-move.html"
@@ -224,6 +257,12 @@ def test_page_renders_with_its_figures_tables_and_widgets(rendered, page):
 
     # tables: every Markdown table of the notebook (cells and outputs) became an HTML table
     assert dom.count("<table") >= want["tables"], (page, dom.count("<table"), want["tables"])
+
+    # no table is wider than the article's column unless it scrolls sideways inside it
+    tables = r["tables"]
+    assert "error" not in tables, f"{page}: {tables}"
+    assert tables["count"] == dom.count("<table"), (page, tables["count"])
+    assert tables["bad"] == [], f"{page}: tables overflow the page: {tables['bad']}"
 
     # widgets: the saved state is in the page, and the book's JavaScript rendered each view
     views = raw.count(f'type="{WIDGET_VIEW}"')

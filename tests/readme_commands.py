@@ -1,0 +1,78 @@
+"""The commands README.md shows, as a newcomer runs them after its set-up, turned into the
+forms that finish here: training in the smoke profile (the full profile is hours on a CPU),
+the bench and the GPU check at their tiny sizes. Commands that need what this project does
+not have (the user's CIFAR-10, VOC or Cityscapes; a GPU's archive) are listed with the
+reason they are left out. ``python tests/readme_commands.py`` prints one runnable command a
+line (tests/fresh_clone.sh runs them); ``--skipped`` prints the others with their reasons."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+NEEDS_DATA = {"cifar10": "the user's CIFAR-10", "voc": "the user's PASCAL VOC",
+              "cityscapes": "the user's Cityscapes"}
+
+
+def shown(readme: str) -> list[str]:
+    """Every command line of the README's bash blocks (comments stripped), then the
+    ``.venv/bin/python -m semibook ...`` commands written inline in its text."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].split(" # ")[0].strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    text = re.sub(r"```.*?```", "", readme, flags=re.S)
+    out += [c for c in re.findall(r"`(\.venv/bin/python -m semibook[^`]*)`", text)
+            if c not in out]
+    return out
+
+
+def runnable(cmd: str) -> tuple[str | None, str]:
+    """(the command as it runs here, or None, why)."""
+    if " -m semibook " in f"{cmd} ":
+        dataset = re.search(r"--dataset (\S+)", cmd)
+        if dataset and dataset.group(1) in NEEDS_DATA:
+            return None, f"needs {NEEDS_DATA[dataset.group(1)]}"
+        if " run " in cmd or " reproduce " in cmd:
+            if "--dry-run" in cmd:
+                return cmd, "lists only"
+            cmd = re.sub(r"--profile \S+", "--profile smoke", cmd) if "--profile" in cmd \
+                else f"{cmd} --profile smoke"
+            if " run " in cmd:
+                cmd += " --yes"
+            return cmd, "smoke profile"
+        if cmd.rstrip().endswith("-m semibook"):
+            return None, "a fragment of a longer command in the text"
+        if " bench" in cmd:
+            return re.sub(r" bench.*", " bench --quick --out \"$SEMIBOOK_RESULTS/bench.json\"",
+                          cmd), "tiny sizes"
+        return cmd, "as shown"
+    if cmd.startswith("make gpu-check"):
+        return "make gpu-check DRY=1", "the check's CPU dry run"
+    if cmd.startswith("tar ") and "gpu-check" in cmd:
+        return None, "unpacks a real GPU check's archive"
+    if cmd.startswith("make book") or cmd.startswith("make test"):
+        return None, "run first by tests/fresh_clone.sh"
+    return cmd, "as shown"
+
+
+def main() -> None:
+    rows, seen = [], set()
+    for c in shown(README.read_text()):
+        cmd, why = runnable(c)
+        if cmd is None or cmd not in seen:
+            rows.append((c, cmd, why))
+            seen.add(cmd)
+    for shown_cmd, cmd, why in rows:
+        if "--skipped" in sys.argv and cmd is None:
+            print(f"{shown_cmd}    # left out: {why}")
+        elif "--skipped" not in sys.argv and cmd is not None:
+            print(cmd)
+
+
+if __name__ == "__main__":
+    main()

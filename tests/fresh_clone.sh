@@ -9,15 +9,17 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 git clone -q "$src" "$work/repo"
 cd "$work/repo"
+step() { local t0=$SECONDS; "$@"; echo "TIME $(( SECONDS - t0 )) s: $*" | tee -a "$work/times.txt"; }
+step make book
+step make test
+# the README's commands write their run folders, results and new splits outside the clone
 export SEMIBOOK_RUNS="$work/runs" SEMIBOOK_RESULTS="$work/results" SEMIBOOK_SPLITS="$work/splits"
 mkdir -p "$SEMIBOOK_RESULTS"
-make book
-make test
 echo "left out:"; python3 tests/readme_commands.py --skipped | sed 's/^/  /'
 python3 tests/readme_commands.py | while IFS= read -r cmd; do
   echo "+ $cmd"
-  bash -c "$cmd" < /dev/null
+  step bash -c "$cmd" < /dev/null
 done
 git status --porcelain --untracked-files=all | grep -v '^?? _build/\|^?? .venv/\|^?? _widgets/' \
   && { echo "the commands left files in the clone (above)"; exit 1; } || true
-echo "fresh clone: every command exited 0 ($work)"
+echo "fresh clone: every command exited 0 ($work); times:"; cat "$work/times.txt"

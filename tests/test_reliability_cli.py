@@ -348,11 +348,17 @@ def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, f
     run = tmp_path / "run"
     p = cli([*run_args(100000, 1), "--data-root", fake_fashion, "--run-dir", run], tmp_path,
             wait=False)
-    deadline = time.time() + 60
-    while p.poll() is None and not (run / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.02)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    try:
+        deadline = time.time() + 60
+        while p.poll() is None and not (run / "checkpoint.pt").exists() \
+                and time.time() < deadline:
+            time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:  # a run of 100,000 steps must not outlive a failed test
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), 130)
     assert "interrupted" in line and str(run / "checkpoint.pt") in line and "--resume" in line
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]

@@ -1,22 +1,20 @@
 """The strong-weak dual-branch network (Luo & Yang, ECCV 2020), with box labels.
 Chapter: book/07_teachers_weak_labels.ipynb.
 
-The paper's finding: training one network on a few pixel-accurate ("strong") label maps and
-many coarse ("weak") ones mixed together does worse than the strong ones alone, because the
-network learns the weak labels' mistakes. Its fix is architectural: one shared encoder, two
-branches. The strong branch learns only from the strong labels, the weak branch only from the
-weak ones; the encoder learns from both, and the weak labels' errors stay in the weak branch.
-Only the strong branch predicts at test time. Here the weak labels are the unlabeled scenes'
-boxes (fashion-scenes gives each item's box and class):
+The paper's finding, from its abstract: training one network on a few pixel-accurate
+("strong") label maps and many coarse ("weak") ones bundled together does worse than the
+strong ones alone, which shows the weak labels misused. Its fix separates them: a shared
+network component and two branches, one for each kind of label, so that the weak labels' errors
+do not interfere with the strong branch, which alone predicts at test time. The paper's full
+text was not at hand; the losses below are this book's reading of that design. Here the weak
+labels are the unlabeled scenes' boxes (fashion-scenes gives each item's box and class):
   1. weak label map m from the boxes: a box's class inside it, background outside every box,
      ignored where boxes of different classes overlap (:func:`semibook.data.scenes.box_label_map`);
   2. one encoder pass over the labeled images x_l and the unlabeled images x_u (weak views);
   3. loss = CE(strong branch(x_l), y_l) + lambda_weak CE(weak branch(x_u), m), ignored pixels
-     left out; lambda_weak = 1 (the paper adds the two losses).
-The paper's weak labels are pseudo masks made from image-level labels or from boxes by an
-outside method; ours come straight from the boxes (box interiors), which is the coarsest such
-mask. The paper's network is DeepLab on a ResNet-101; here each branch is a U-Net decoder with
-its head on the shared encoder.
+     left out; lambda_weak = 1 (our choice: the two losses added).
+The box interior is the coarsest mask a box gives. Each branch here is a U-Net decoder with its
+head on the shared encoder.
 """
 
 from __future__ import annotations

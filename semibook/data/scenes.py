@@ -226,17 +226,15 @@ def box_label_map(boxes: np.ndarray, size: int, ignore_index: int = IGNORE_INDEX
     class inside a box, 0 (background) outside every box, and ``ignore_index`` where boxes of
     different classes overlap (which class is on top there the boxes do not say); where boxes
     of one class overlap, that class."""
-    out = np.zeros((size, size), dtype=np.uint8)
-    owner = np.full((size, size), -1, dtype=np.int16)
+    owner = np.full((size, size), -1, dtype=np.int16)  # -1: no box yet
     for label, top, left, bottom, right in np.asarray(boxes):
         if label < 0:
             continue
         win = owner[top:bottom, left:right]
-        clash = (win >= 0) & (win != label)
+        clash = (win >= 0) & (win != label)  # an ignored pixel stays ignored: no class is 255
         win[win < 0] = label
-        win[clash] = ignore_index  # stays: no class equals ignore_index
-        out[top:bottom, left:right] = np.where(win == ignore_index, ignore_index, win)
-    return out
+        win[clash] = ignore_index
+    return np.where(owner < 0, 0, owner).astype(np.uint8)
 
 
 def _check(split: str, n, size, seed=0) -> int:

@@ -55,15 +55,17 @@ class StepData:
         unl = torch.as_tensor(split.unlabeled)
         self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
         self.x_u, self.y_u = data.x_train[unl].to(device), data.y_train[unl].to(device)
-        self.weak = self.w_u = self.tags_u = None  # weak labels (chapter 7)
+        # weak labels (chapter 7): the unlabeled images' box maps and class lists, and the class
+        # lists of every training image (the tracked images' for the method's read-outs)
+        self.tags = self.w_u = self.tags_u = None
         if weak_labels:
             if data.weak is None:
                 raise ConfigError(f"{cfg.method} learns from weak labels (boxes and image-level "
                                   f"classes), which only fashion-scenes provides, not "
                                   f"{data.info.name}")
-            self.weak = data.weak()
-            self.w_u = self.weak.maps[unl].to(device)
-            self.tags_u = self.weak.tags[unl].to(device)
+            weak = data.weak()
+            self.tags = weak.tags
+            self.w_u, self.tags_u = weak.maps[unl].to(device), weak.tags[unl].to(device)
         self._perms: dict[tuple[int, int], torch.Tensor] = {}
         self.dist = distributed.current()  # several processes: each keeps its share of a batch
         self.memory_format = torch.channels_last if speed_options(cfg, device)["channels_last"] \
@@ -134,7 +136,7 @@ class StepData:
             return self.pooled_batch(step, max(views_l, views_u), gen)
         il = self.indices(0, len(self.x_l), self.cfg.batch_l, step)
         iu = self.indices(1, len(self.x_u), self.cfg.batch_u, step) if views_u else None
-        ys_l = None
+        ys_l = w_u = tags_u = None
         if self.task == "segmentation":
             vl, ys_l = self.seg_views(self.x_l[il], self.y_l[il], views_l, gen)
             y_l = ys_l[0]
@@ -149,8 +151,6 @@ class StepData:
             vl, y_l = self.views(self.x_l[il], views_l, gen), self.y_l[il]
             vu, y_u = (self.views(self.x_u[iu], views_u, gen), self.y_u[iu]) if views_u \
                 else ([], None)
-        if self.w_u is None:
-            w_u = tags_u = None
         y_x = None
         if labels_extra:  # a second labeled batch, drawn on its own (weak view, labels only)
             ix = self.indices(2, len(self.x_l), self.cfg.batch_l, step)
@@ -440,8 +440,8 @@ class Trainer:
         if self.segmentation:
             x = self.prep(self.track_x.to(self.device))
             tags = None
-            if getattr(self.data, "weak", None) is not None and self.track_index is not None:
-                tags = self.data.weak.tags[torch.as_tensor(self.track_index)].to(self.device)
+            if getattr(self.data, "tags", None) is not None and self.track_index is not None:
+                tags = self.data.tags[torch.as_tensor(self.track_index)].to(self.device)
             with _autocast(self.device, self.bf16):
                 labels = self.method.tracked_labels(x, tags)
             for pair, (pa, pb) in labels.items():

@@ -132,6 +132,50 @@ def test_adversarial_real_maps_come_from_a_second_labeled_batch(tiny_scenes, mon
     assert tr.data.batch(0, 1, 1).y_l_extra is None
 
 
+@pytest.mark.parametrize("d_remain", [False, True])
+def test_adversarial_d_remain_adds_every_unlabeled_pixel_to_the_fake_maps(tiny_scenes,
+                                                                         monkeypatch, d_remain):
+    """AdvSemiSeg's ``D_remain`` (on in the official code and in ``paper``): D's fake maps are
+    the labeled softmax maps, ignored pixels left out, and then every unlabeled pixel; the loss
+    is one mean over them."""
+    from semibook.losses import masked_bce_with_logits
+    hp = {"d_remain": True} if d_remain else {}
+    cfg = sb.make_config("adversarial", "fashion-scenes", 16, 0, "smoke",
+                         **{**tiny_scenes, "steps": 8, "hparams": hp})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method.train()
+    batch = tr.data.batch(0, 1, 1, m.labels_extra)
+    batch.y_l[:, :3] = 255  # some ignored labeled pixels
+    B = batch.x_l.shape[0]
+    loss, _ = m.training_step(batch, 0)
+    loss.backward()
+    with torch.no_grad():
+        p = F.softmax(m.model(torch.cat([batch.x_l, batch.x_u])).float(), 1)
+    inputs, outputs = [], []
+    forward = m.D.forward
+
+    def spy(x):
+        inputs.append(x.detach().clone())
+        outputs.append(forward(x))
+        return outputs[-1]
+    monkeypatch.setattr(m.D, "forward", spy)
+    got = m.after_step(0)["loss_d"]
+    fake, d_fake = inputs[0], outputs[0].detach()
+    valid = (batch.y_l != 255)[:, None]
+    if d_remain:
+        assert torch.allclose(fake, p, atol=1e-5)  # labeled, then unlabeled
+        valid = torch.cat([valid, torch.ones_like(valid[:len(batch.x_u)])])
+    else:
+        assert torch.allclose(fake, p[:B], atol=1e-5)
+    want = masked_bce_with_logits(d_fake, 0.0, valid)
+    bce = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake), reduction="none")
+    assert torch.isclose(want, bce[valid.expand_as(bce)].mean())
+    # the returned D loss is (fake + real) / 2 with that fake term
+    real_term = masked_bce_with_logits(outputs[1].detach(), 1.0,
+                                       (batch.y_l_extra != 255)[:, None])
+    assert torch.isclose(got, (want + real_term) / 2)
+
+
 # -- Dual Teacher: the CutMix branch's weight per image, from the unmixed confidences ---------
 
 def test_dual_teacher_cutmix_weight_is_per_image_from_unmixed_confidences(tiny_scenes,

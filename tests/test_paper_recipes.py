@@ -83,6 +83,10 @@ def test_adversarial_paper_recipe_is_advsemisegs_command(dataset):
     assert c.steps == 20000 and h["semi_start_frac"] * c.steps == 5000
     assert (h["lambda_adv"], h["lambda_semi"], h["T_semi"]) == (0.01, 0.1, 0.2)
     assert c.augment_scale == (1.0, 1.0) and h["flip"] is False
+    # D_REMAIN = True (and --D-remain is type=bool, so no command turns it off): D's fake maps
+    # include the unlabeled predictions; the benchmark's profiles leave it off
+    assert h["d_remain"] is True
+    assert "d_remain" not in sb.make_config("adversarial", dataset, 100, 0, "full").hparams
 
 
 # -- CPS: charlesCXK/TorchSemiSeg --------------------------------------------------------------
@@ -127,11 +131,15 @@ def test_dual_teacher_paper_recipe_is_the_official_ade20k_run(dataset):
     assert (c.optimizer, c.lr, c.weight_decay, c.lr_schedule) == ("adamw", 6e-5, 0.01, "poly")
     assert (h["poly_power"], h["warmup_steps"], h["warmup_ratio"]) == (1.0, 1500, 1e-6)
     assert h["turn_steps"] == 0  # an epoch: one pass over the labeled loader
+    # seg_core/model.py get_param_groups: the encoder's "norm" parameters in a group with
+    # weight_decay 0.0 (tools/train.py)
+    assert h["no_decay_norm"] is True
 
 
 def test_full_and_smoke_profiles_switch_none_of_the_paper_only_pieces():
     paper_only = {"head_lr_mult", "poly_power", "warmup_steps", "warmup_ratio", "flip",
-                  "pooled_batches", "adam_beta2_rampup", "same_input"}
+                  "pooled_batches", "adam_beta2_rampup", "same_input", "no_decay_norm",
+                  "d_remain"}
     from semibook.catalog import DATASET_TASKS
     from semibook.methods import METHODS
     for m, cls in METHODS.items():
@@ -165,6 +173,39 @@ def test_head_lr_mult_trains_the_decoder_and_classifier_at_ten_times_the_rate(ti
     plain = build_optimizer(seg_cfg("supervised", tiny_scenes), tr.method.trainable_parameters(),
                             head=head)
     assert len(plain.param_groups) == 1  # without the hparam: one group, as before
+
+
+def test_no_decay_norm_keeps_the_encoders_norm_layers_out_of_weight_decay(tiny_scenes):
+    """Dual Teacher's official optimiser: encoder weights decay, the encoder's normalisation
+    layers do not (both at the base rate), the decoder and classifier decay at 10x the rate."""
+    cfg = seg_cfg("supervised", tiny_scenes, optimizer="adamw", lr=0.01, weight_decay=0.5,
+                  hparams={"head_lr_mult": 10.0, "no_decay_norm": True})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    m = tr.method
+    enc = tr.method.model[1].encoder
+    norms = [p for mod in enc.modules() if isinstance(mod, torch.nn.BatchNorm2d)
+             for p in mod.parameters(recurse=False)]
+    assert norms and {id(p) for p in m.encoder_norm_parameters()} == {id(p) for p in norms}
+    opt = build_optimizer(cfg, m.trainable_parameters(), head=m.head_parameters(),
+                          no_decay=m.encoder_norm_parameters())
+    lr = set_step_hparams(opt, cfg, 3)
+    body_g, norm_g, head_g = opt.param_groups
+    assert {id(p) for p in norm_g["params"]} == {id(p) for p in norms}
+    assert {id(p) for p in head_g["params"]} == {id(p) for p in m.head_parameters()}
+    assert norm_g["weight_decay"] == 0.0 and body_g["weight_decay"] == head_g["weight_decay"]
+    assert (body_g["lr"], norm_g["lr"], head_g["lr"]) == pytest.approx((lr, lr, 10 * lr))
+    before = [p.detach().clone() for p in m.trainable_parameters()]
+    for p in m.trainable_parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # no gradient: only the decay moves a weight
+    moved = {id(p) for p, b in zip(m.trainable_parameters(), before)
+             if not torch.equal(p.detach(), b) and b.abs().sum() > 0}
+    assert not moved & {id(p) for p in norms}
+    assert {id(p) for p in body_g["params"] if p.abs().sum() > 0} <= moved
+    # without the hparam the norm layers decay like every other weight
+    plain = build_optimizer(seg_cfg("supervised", tiny_scenes, optimizer="adamw"),
+                            m.trainable_parameters(), no_decay=m.encoder_norm_parameters())
+    assert len(plain.param_groups) == 1
 
 
 def test_classification_has_no_head_group(tiny):

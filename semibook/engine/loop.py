@@ -288,17 +288,23 @@ class Progress:
 
 def build_optimizer(cfg: Config, params: list[nn.Parameter],
                     device: torch.device | None = None,
-                    head: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+                    head: list[nn.Parameter] | None = None,
+                    no_decay: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
     """The run's optimizer; fused (one kernel for all parameters) where ``speed_options`` says
     so for ``device``. With ``hparams["head_lr_mult"]`` (paper recipes only), the parameters
-    in ``head`` form a second group whose learning rate is that multiple of the run's."""
+    in ``head`` form a second group whose learning rate is that multiple of the run's. With
+    ``hparams["no_decay_norm"]`` (Dual Teacher's paper recipe), the parameters in ``no_decay``
+    (the encoder's normalisation layers) form a group without weight decay."""
     kw = {"fused": True} if device is not None and speed_options(cfg, device)["fused"] else {}
     mult = cfg.hparams.get("head_lr_mult")
-    if mult is not None:
-        ids = {id(p) for p in head or ()}
-        params = [{"params": [p for p in params if id(p) not in ids], "lr_mult": 1.0},
-                  {"params": [p for p in params if id(p) in ids], "lr_mult": float(mult),
-                   "lr": cfg.lr * mult}]
+    if mult is not None or cfg.hparams.get("no_decay_norm"):
+        heads = {id(p) for p in head or ()} if mult is not None else set()
+        plain = {id(p) for p in no_decay or ()} if cfg.hparams.get("no_decay_norm") else set()
+        groups = [({"lr_mult": 1.0}, [p for p in params if id(p) not in heads | plain]),
+                  ({"lr_mult": 1.0, "weight_decay": 0.0}, [p for p in params if id(p) in plain]),
+                  ({"lr_mult": float(mult or 1.0), "lr": cfg.lr * (mult or 1.0)},
+                   [p for p in params if id(p) in heads and id(p) not in plain])]
+        params = [g | {"params": ps} for g, ps in groups if ps]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
     if cfg.optimizer == "adamw":
@@ -597,7 +603,8 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
     """``fit`` in its claimed run folder: load the checkpoint to resume from (before writing
     anything), then train, log, checkpoint and write results.json."""
     method = trainer.method
-    opt = build_optimizer(cfg, method.trainable_parameters(), device, method.head_parameters())
+    opt = build_optimizer(cfg, method.trainable_parameters(), device, method.head_parameters(),
+                          method.encoder_norm_parameters())
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
     start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
     code = _code_commit()  # the code this run starts from (kept across resumes)

@@ -9,7 +9,9 @@ from one-hot ground-truth maps (labeled batches only). Per step:
            sigmoid(D(p_u)) > T_semi, from step semi_start on;
   2. then D (its own Adam), on the same step's labeled predictions (detached) as fake and, as
      real, the one-hot label maps of a second labeled batch drawn independently of the first
-     (the official code's separate ground-truth loader), ignored pixels left out.
+     (the official code's separate ground-truth loader), ignored pixels left out. With
+     ``d_remain`` (the official code's ``D_remain``, on in its every run, and in the ``paper``
+     profile here) the unlabeled predictions are fake too, every pixel of them.
 Paper values: λ_adv 0.01 (labeled) and 0.001 (unlabeled), λ_semi 0.1, T_semi 0.2, the masked
 CE from iteration 5,000 of 20,000 (1/4 of training here, in every profile); D: Adam 1e-4,
 β = (0.9, 0.99), with the same poly decay as the network. The ``paper`` profile is the official
@@ -36,6 +38,8 @@ class Adversarial(SemiMethod):
 
     @classmethod
     def recipe(cls, profile, dataset):
+        # d_remain is off unless set (the ``paper`` profile sets it): the benchmark's D sees the
+        # labeled predictions only (the chapter's paper-vs-code says why)
         hparams = dict(lambda_adv=0.01, lambda_adv_u=0.001, lambda_semi=0.1, T_semi=0.2,
                        semi_start_frac=0.25, lr_d=1e-4)
         if profile != "paper":
@@ -47,7 +51,7 @@ class Adversarial(SemiMethod):
         return dict(optimizer="sgd", lr=2.5e-4, momentum=0.9, nesterov=False,
                     weight_decay=5e-4, lr_schedule="poly", ema_decay=0.0, steps=20000,
                     batch_l=10, batch_u=10, augment_scale_min=1.0, augment_scale_max=1.0,
-                    hparams=hparams | dict(head_lr_mult=10.0, flip=False))
+                    hparams=hparams | dict(head_lr_mult=10.0, flip=False, d_remain=True))
 
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)
@@ -77,18 +81,23 @@ class Adversarial(SemiMethod):
         loss_semi = masked_cross_entropy(logits_u, y_pseudo, mask)
         if step >= self.semi_start:
             loss = loss + hp["lambda_semi"] * loss_semi
-        self._fake = (p_l.detach(), batch.y_l, batch.y_l_extra)
+        self._fake = (p_l.detach(), p_u.detach() if hp.get("d_remain") else None, batch.y_l,
+                      batch.y_l_extra)
         return loss, {"loss_ce": loss_ce.detach(), "loss_adv": loss_adv.detach(),
                       "loss_semi": loss_semi.detach(), "conf_share": mask.float().mean()}
 
     def after_step(self, step):
-        """D's step: the network's labeled softmax maps are fake; the one-hot maps of the
-        second, independently drawn labeled batch are real."""
-        p_l, y_l, y_gt = self._fake
+        """D's step: the network's labeled softmax maps (and with ``d_remain`` its unlabeled
+        ones, all pixels) are fake; the one-hot maps of the second, independently drawn labeled
+        batch are real."""
+        p_l, p_u, y_l, y_gt = self._fake
         self._fake = None
         self.D.requires_grad_(True)
         ignore, k = self.spec.ignore_index, self.spec.num_classes
         valid_fake, valid_real = (y_l != ignore)[:, None], (y_gt != ignore)[:, None]
+        if p_u is not None:  # one mean over both batches' pixels, as the official code's
+            p_l = torch.cat([p_l, p_u])
+            valid_fake = torch.cat([valid_fake, torch.ones_like(p_u[:, :1], dtype=torch.bool)])
         real = F.one_hot(y_gt.clamp(max=k - 1), k).permute(0, 3, 1, 2).float() * valid_real
         loss_d = (masked_bce_with_logits(self.D(p_l), 0.0, valid_fake)
                   + masked_bce_with_logits(self.D(real), 1.0, valid_real)) / 2

@@ -137,6 +137,17 @@ class SemiMethod(nn.Module):
             return []
         return [p for p in self.trainable_parameters() if id(p) not in encoders]
 
+    def encoder_norm_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the normalisation layers (batch, layer and group norm)
+        inside the segmentation networks' encoders: the group Dual Teacher's official optimiser
+        keeps out of weight decay (``hparams["no_decay_norm"]``). Empty for classification."""
+        norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+        ids = {id(p) for m in self.modules() if m is not self
+               and isinstance(getattr(m, "encoder", None), nn.Module)
+               for layer in m.encoder.modules() if isinstance(layer, norms)
+               for p in layer.parameters(recurse=False)}
+        return [p for p in self.trainable_parameters() if id(p) in ids]
+
     def eval_models(self) -> dict[str, nn.Module]:
         """Models evaluated at each evaluation; the first one is the reported one."""
         out = {}

@@ -23,8 +23,9 @@ is one pass over the labeled set, a few steps with our small labeled sets); the 
 reset before its first pseudo labels (the code resets it after its first step, through its
 EMA warm-start min(1 - 1/(i+1), 0.99), which we keep); the teacher predicts as the full model
 (eval mode), as the paper describes. The ``paper`` profile is the official code's one run
-(ADE20K): AdamW 6e-5 with 10x on the head, a warm-up and linear decay, 50,000 iterations of
-8 + 8 images, a turn per pass over the labeled set.
+(ADE20K): AdamW 6e-5 with 10x on the head and no weight decay on the encoder's normalisation
+layers, a warm-up and linear decay, 50,000 iterations of 8 + 8 images, a turn per pass over
+the labeled set.
 """
 
 from __future__ import annotations
@@ -68,12 +69,13 @@ class DualTeacher(SemiMethod):
         # a turn per epoch (one pass over the labeled loader: turn_steps 0), EMA 0.99,
         # threshold 0.95, implicit consistency x 0.2, head lr x 10; the B1 ADE config: AdamW
         # 6e-5, betas (0.9, 0.999), weight decay 0.01, poly power 1.0 after a linear warm-up of
-        # 1,500 iterations from 1e-6 (seg_core/optimizer.py), 512 x 512 crops.
+        # 1,500 iterations from 1e-6 (seg_core/optimizer.py), 512 x 512 crops; no weight decay
+        # on the encoder's normalisation layers (seg_core/model.py get_param_groups).
         return dict(optimizer="adamw", lr=6e-5, weight_decay=0.01, lr_schedule="poly",
                     ema_decay=0.0, steps=50000, batch_l=8, batch_u=8, hparams=dict(
                         tau=0.95, lambda_ic=0.2, drop_path=0.1, ema=0.99, turn_steps=0,
                         head_lr_mult=10.0, poly_power=1.0, warmup_steps=1500,
-                        warmup_ratio=1e-6))
+                        warmup_ratio=1e-6, no_decay_norm=True))
 
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)

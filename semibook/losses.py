@@ -41,3 +41,26 @@ def masked_bce_with_logits(logits: torch.Tensor, target: float,
         return bce.mean()
     m = mask.float().expand_as(bce)
     return (bce * m).sum() / m.sum().clamp_min(1.0)
+
+
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
+                       thresh: float, min_kept: int) -> torch.Tensor:
+    """Cross-entropy on the hard pixels only (online hard example mining, the supervised loss of
+    TorchSemiSeg's Cityscapes runs). A labeled pixel is hard when the predicted probability of
+    its label is at most ``thresh``; when fewer than ``min_kept`` pixels are that hard, the bar
+    rises to the ``min_kept``-th smallest such probability, so that at least ``min_kept`` pixels
+    count. With fewer labeled pixels than ``min_kept`` every labeled pixel counts. The mean is
+    over the counted pixels."""
+    with torch.no_grad():
+        valid = target != ignore_index
+        n_valid = int(valid.sum())
+        keep = valid
+        if 0 < n_valid and min_kept <= n_valid:
+            p = F.softmax(logits.float(), 1).gather(1, target.clamp(0, logits.shape[1] - 1)
+                                                    .unsqueeze(1))[:, 0]
+            bar = thresh
+            if min_kept > 0:
+                bar = max(bar, p[valid].kthvalue(min_kept).values.item())
+            keep = valid & (p <= bar)
+    return F.cross_entropy(logits.float(), target.masked_fill(~keep, ignore_index),
+                           ignore_index=ignore_index)

@@ -100,6 +100,55 @@ def test_cps_paper_weight_is_the_official_configs_per_dataset(method, dataset, l
     assert paper(method, dataset).hparams["lambda_cps"] == lam
 
 
+def test_ohem_cross_entropy_counts_the_hard_pixels_and_at_least_min_kept():
+    from semibook.losses import ohem_cross_entropy
+    # 2 classes, 6 pixels: the probability of each pixel's label, and one ignored pixel
+    p_label = torch.tensor([0.1, 0.5, 0.69, 0.8, 0.9, 0.95, 0.3])
+    target = torch.tensor([0, 1, 0, 1, 0, 1, 255])
+    p1 = torch.where(target == 1, p_label, 1 - p_label)
+    logits = torch.stack([torch.log(1 - p1), torch.log(p1)], 1)[:, :, None, None].permute(
+        2, 1, 0, 3)  # (1, 2, 7, 1)
+    y = target[None, :, None]
+    nll = -torch.log(p_label)
+
+    def loss(thresh, k):
+        return ohem_cross_entropy(logits, y, 255, thresh, k)
+    # below the bar: the first three pixels (the ignored one never counts)
+    assert torch.isclose(loss(0.7, 0), nll[:3].mean())
+    assert torch.isclose(loss(0.7, 2), nll[:3].mean())  # 3 hard pixels >= min_kept
+    # too few hard pixels: the bar rises to the 5th smallest label probability (0.9)
+    assert torch.isclose(loss(0.7, 5), nll[:5].mean())
+    # fewer labeled pixels than min_kept: every labeled pixel, as plain cross-entropy
+    plain = F.cross_entropy(logits, y, ignore_index=255)
+    assert torch.isclose(loss(0.7, 7), plain) and torch.isclose(plain, nll[:6].mean())
+    assert torch.isclose(loss(1.0, 0), plain)
+
+
+def test_cps_cityscapes_paper_recipe_uses_ohem_on_the_supervised_loss(tiny_scenes,
+                                                                      monkeypatch):
+    import semibook.methods.cps as cps
+    for m in ("cps", "cps_cutmix"):
+        h = paper(m, "cityscapes").hparams
+        # exp.city/*/train.py: ProbOhemCrossEntropy2d(thresh=0.7, min_kept=50000 * batch_size
+        # // world_size), i.e. 50,000 pixels per image of each GPU's share
+        assert (h["ohem_thresh"], h["ohem_min_kept"]) == (0.7, 50000)
+        assert "ohem_thresh" not in paper(m, "voc").hparams  # exp.voc: plain cross-entropy
+    calls = []
+
+    def spy(logits, target, ignore, thresh, min_kept):
+        calls.append((len(target), thresh, min_kept))
+        return F.cross_entropy(logits.float(), target, ignore_index=ignore)
+    monkeypatch.setattr(cps, "ohem_cross_entropy", spy)
+    for hp, want in (({}, 0), ({"ohem_thresh": 0.7, "ohem_min_kept": 30}, 2)):
+        calls.clear()
+        cfg = seg_cfg("cps", tiny_scenes, hparams=hp)
+        tr, _ = prepare(cfg, torch.device("cpu"))
+        batch = tr.data.batch(0, 1, 1)
+        tr.method.train().training_step(batch, 0)
+        assert len(calls) == want  # both networks' supervised losses, and nothing else
+        assert all(c == (len(batch.x_l), 0.7, 30 * len(batch.x_l)) for c in calls)
+
+
 def test_cps_paper_optimisation_is_the_official_scripts_per_dataset():
     voc, city = paper("cps", "voc"), paper("cps_cutmix", "cityscapes")
     for c in (voc, city):
@@ -139,7 +188,7 @@ def test_dual_teacher_paper_recipe_is_the_official_ade20k_run(dataset):
 def test_full_and_smoke_profiles_switch_none_of_the_paper_only_pieces():
     paper_only = {"head_lr_mult", "poly_power", "warmup_steps", "warmup_ratio", "flip",
                   "pooled_batches", "adam_beta2_rampup", "same_input", "no_decay_norm",
-                  "d_remain"}
+                  "d_remain", "ohem_thresh", "ohem_min_kept"}
     from semibook.catalog import DATASET_TASKS
     from semibook.methods import METHODS
     for m, cls in METHODS.items():

@@ -10,7 +10,8 @@ with the same mask as the images, and the networks are trained on the mixed imag
 the official code's: 3 boxes of a third of a drawn share (0.25 to 0.5) each, combined by XOR
 (:func:`semibook.data.mixing.box_masks`; about a quarter of each image is mixed on average).
 As in the official code, the plain variant applies the cross supervision to the labeled
-images too; the CutMix variant to the mixed unlabeled images only.
+images too; the CutMix variant to the mixed unlabeled images only. On Cityscapes the ``paper``
+recipe's supervised loss is the official runs' hard-pixel (OHEM) cross-entropy.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.mixing import box_masks, mix_with_mask
+from ..losses import ohem_cross_entropy
 from .base import SemiMethod
 from .supervised import segmentation_recipe
 
@@ -40,7 +42,11 @@ class CPS(SemiMethod):
             return segmentation_recipe(profile, dataset) | {"hparams": dict(
                 lambda_cps=cls.LAMBDA_VOC[cls.cutmix])}
         lam = cls.LAMBDA.get(dataset, cls.LAMBDA_VOC)[cls.cutmix]
-        return torchsemiseg_recipe(dataset) | {"hparams": dict(lambda_cps=lam)}
+        hparams = dict(lambda_cps=lam)
+        if dataset == "cityscapes":  # exp.city train.py: ProbOhemCrossEntropy2d(thresh=0.7,
+            # min_kept=50000 * batch_size // world_size) on each GPU's share of the batch
+            hparams |= dict(ohem_thresh=0.7, ohem_min_kept=50000)
+        return torchsemiseg_recipe(dataset) | {"hparams": hparams}
 
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)
@@ -48,6 +54,14 @@ class CPS(SemiMethod):
 
     def ce(self, logits, target):
         return F.cross_entropy(logits.float(), target, ignore_index=self.spec.ignore_index)
+
+    def sup_ce(self, logits, target):
+        """The supervised loss: cross-entropy, or with ``ohem_thresh`` (Cityscapes' ``paper``
+        recipe) its hard-pixel version, at least ``ohem_min_kept`` pixels per image."""
+        if "ohem_thresh" not in self.hp:
+            return self.ce(logits, target)
+        return ohem_cross_entropy(logits, target, self.spec.ignore_index, self.hp["ohem_thresh"],
+                                  self.hp["ohem_min_kept"] * len(target))
 
     def training_step(self, batch, step):
         x_l, y_l, x_u = batch.x_l, batch.y_l, batch.x_u
@@ -66,7 +80,7 @@ class CPS(SemiMethod):
         else:
             n_l, x_all = len(x_l), torch.cat([x_l, x_u])
         logits1, logits2 = self.model(x_all), self.model2(x_all)
-        loss_sup = self.ce(logits1[:len(x_l)], y_l) + self.ce(logits2[:len(x_l)], y_l)
+        loss_sup = self.sup_ce(logits1[:len(x_l)], y_l) + self.sup_ce(logits2[:len(x_l)], y_l)
         if not self.cutmix:  # cross supervision on labeled and unlabeled images
             with torch.no_grad():
                 y1, y2 = logits1.argmax(1), logits2.argmax(1)

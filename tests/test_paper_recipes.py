@@ -54,6 +54,50 @@ def test_mean_teacher_paper_recipe_is_the_cifar10_final_eval_runner(dataset):
     assert h["rampup_frac"] * c.steps == pytest.approx(40000)
     assert (c.optimizer, c.lr, c.lr_schedule, h["noise"]) == ("adam", 0.003, "mean_teacher", 0.15)
     assert c.augment_pad == 2
+    # datasets/cifar10.py Cifar10ZCA (the runner's data): GCN + ZCA-whitened CIFAR-10
+    assert h.get("zca", False) is (dataset == "cifar10")
+
+
+def test_whitening_is_the_official_gcn_and_zca():
+    """An independent numpy version of preprocess_cifar10.py (global_contrast_normalize with
+    scale 55, create_zca with filter_bias 0.1) on random images gives the same inputs."""
+    import numpy as np
+    from semibook.data.transforms import Whitening
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (300, 3, 4, 4), dtype=np.uint8))
+    X = x.reshape(300, -1).numpy().astype(np.float64)
+    X = X - X.mean(1)[:, None]
+    X /= (np.sqrt((X ** 2).sum(1)) / 55.0)[:, None]
+    D, E = np.linalg.eigh(np.cov(X.T) + 0.1 * np.eye(X.shape[1]))
+    W = E @ np.diag(D ** -0.5) @ E.T
+    want = (X - X.mean(0)) @ W
+    w = Whitening(x, chunk=128)  # chunked sums agree with the one-pass covariance
+    got = w(x)
+    assert got.shape == x.shape
+    assert np.allclose(got.reshape(300, -1).numpy(), want, atol=1e-3)
+    # a new image is whitened with the training set's statistics
+    y = torch.from_numpy(rng.integers(0, 256, (5, 3, 4, 4), dtype=np.uint8))
+    Y = y.reshape(5, -1).numpy().astype(np.float64)
+    Y = Y - Y.mean(1)[:, None]
+    Y /= (np.sqrt((Y ** 2).sum(1)) / 55.0)[:, None]
+    assert np.allclose(w(y).reshape(5, -1).numpy(), (Y - X.mean(0)) @ W, atol=1e-3)
+
+
+def test_zca_inputs_reach_training_and_evaluation_whitened(tiny):
+    from semibook.data.transforms import Whitening
+    cfg = sb.make_config("mean_teacher", "fashion-mnist", 20, 0, "smoke", augment_pad=0,
+                         **tiny, hparams={"zca": True})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    assert isinstance(tr.data.whiten, Whitening)
+    idx = tr.data.indices(0, len(tr.data.x_l), cfg.batch_l, 0)
+    want = tr.data.whiten(tr.data.x_l[idx])
+    batch = tr.data.batch(0, 1, 1)
+    for got, w in zip(batch.x_l, want):  # no translation: each view is the image or its mirror
+        assert torch.allclose(got, w, atol=1e-5) or torch.allclose(got, w.flip(2), atol=1e-5)
+    assert torch.allclose(tr.prep(tr.test_x[:4]), tr.data.whiten(tr.test_x[:4]))
+    plain = prepare(sb.make_config("mean_teacher", "fashion-mnist", 20, 0, "smoke", **tiny),
+                    torch.device("cpu"))[0]
+    assert plain.data.whiten is None  # standardised per channel, as before
 
 
 @pytest.mark.parametrize("dataset", SEG)
@@ -188,7 +232,7 @@ def test_dual_teacher_paper_recipe_is_the_official_ade20k_run(dataset):
 def test_full_and_smoke_profiles_switch_none_of_the_paper_only_pieces():
     paper_only = {"head_lr_mult", "poly_power", "warmup_steps", "warmup_ratio", "flip",
                   "pooled_batches", "adam_beta2_rampup", "same_input", "no_decay_norm",
-                  "d_remain", "ohem_thresh", "ohem_min_kept"}
+                  "d_remain", "ohem_thresh", "ohem_min_kept", "zca"}
     from semibook.catalog import DATASET_TASKS
     from semibook.methods import METHODS
     for m, cls in METHODS.items():

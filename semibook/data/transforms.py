@@ -21,6 +21,50 @@ def normalize(x: torch.Tensor, mean, std, scaled: bool = False) -> torch.Tensor:
     return (x - m) / s
 
 
+class Whitening:
+    """Global contrast normalisation and ZCA whitening, fitted on a training set: the input of
+    the Mean Teacher CIFAR-10 runs (CuriousAI/mean-teacher's ``Cifar10ZCA`` data, made by its
+    ``preprocess_cifar10.py``). Each image, flattened, has its own mean removed and is scaled to
+    an L2 norm of ``scale`` (GCN); then x -> (x - mean) W with W = E (D + bias)^-1/2 E^T from the
+    eigen-decomposition of the training set's covariance (ZCA, ``filter_bias`` added to the
+    eigenvalues). The official code whitens the stored images once, before any augmentation; as
+    each image's whitening depends on that image only, doing it per batch before the
+    augmentation gives the same inputs."""
+
+    def __init__(self, x_train: torch.Tensor, scale: float = 55.0, filter_bias: float = 0.1,
+                 chunk: int = 4096):
+        self.scale = scale
+        d = x_train[0].numel()
+        s = torch.zeros(d, dtype=torch.float64)
+        ss = torch.zeros(d, d, dtype=torch.float64)
+        for i in range(0, len(x_train), chunk):  # in chunks: no float copy of the whole set
+            g = self.gcn(x_train[i:i + chunk]).double()
+            s += g.sum(0)
+            ss += g.T @ g
+        n = len(x_train)
+        mean = s / n
+        cov = (ss - n * torch.outer(mean, mean)) / (n - 1)  # numpy.cov's (unbiased)
+        evals, evecs = torch.linalg.eigh(cov + filter_bias * torch.eye(d, dtype=torch.float64))
+        self.mean = mean.float()
+        self.W = (evecs * evals.rsqrt()) @ evecs.T
+        self.W = self.W.float()
+
+    def gcn(self, x: torch.Tensor, min_divisor: float = 1e-8) -> torch.Tensor:
+        """(N, ...) images -> (N, D) float, each with mean 0 and L2 norm ``scale``."""
+        g = x.reshape(len(x), -1).float()
+        g = g - g.mean(1, keepdim=True)
+        norm = g.pow(2).sum(1, keepdim=True).sqrt() / self.scale
+        return g / torch.where(norm < min_divisor, torch.ones_like(norm), norm)
+
+    def to(self, device: torch.device) -> "Whitening":
+        self.mean, self.W = self.mean.to(device), self.W.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 or float (N, C, H, W) images -> whitened float images of the same shape."""
+        return ((self.gcn(x) - self.mean) @ self.W).view(x.shape)
+
+
 def pad_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: bool = True,
                   mode: str = "reflect") -> torch.Tensor:
     """Pad by ``pad`` (``reflect``, or ``constant`` zeros), crop back to the input size at a

@@ -29,7 +29,7 @@ from ..checks import ConfigError, NonFiniteLossError
 from ..config import Config
 from ..data import ImageSet, load_dataset
 from ..data.splits import Split, load_or_make_split, make_split
-from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
+from ..data.transforms import Whitening, normalize, pad_crop_flip, paired_scale_crop_flip
 from ..metrics import SegmentationMeter, sliding_window_logits
 from ..methods import get_method_class
 from ..methods.base import Batch, DataSpec, SemiMethod
@@ -66,6 +66,8 @@ class StepData:
             weak = data.weak()
             self.tags = weak.tags
             self.w_u, self.tags_u = weak.maps[unl].to(device), weak.tags[unl].to(device)
+        # hparams zca (Mean Teacher's CIFAR-10 paper recipe): whitened inputs, not standardised
+        self.whiten = Whitening(data.x_train).to(device) if cfg.hparams.get("zca") else None
         self._perms: dict[tuple[int, int], torch.Tensor] = {}
         self.dist = distributed.current()  # several processes: each keeps its share of a batch
         self.memory_format = torch.channels_last if speed_options(cfg, device)["channels_last"] \
@@ -97,6 +99,10 @@ class StepData:
     def views(self, x: torch.Tensor, k: int, gen: torch.Generator) -> list[torch.Tensor]:
         """k augmented views (padding in pixel space, so zeros are the black background),
         each standardised afterwards."""
+        if self.whiten is not None:  # whitened, then translated and flipped, as in the code
+            xw = self.whiten(x)
+            return [pad_crop_flip(xw, gen, self.cfg.augment_pad, mode=self.pad_mode)
+                    for _ in range(k)]
         xf = x.float().div_(255)
         return [normalize(pad_crop_flip(xf, gen, self.cfg.augment_pad, mode=self.pad_mode),
                           self.mean, self.std, scaled=True) for _ in range(k)]
@@ -385,6 +391,8 @@ class Trainer:
     def prep(self, x_uint8: torch.Tensor) -> torch.Tensor:
         if self.segmentation:  # segmentation models normalise inside
             return x_uint8.float().div_(255)
+        if self.data.whiten is not None:
+            return self.data.whiten(x_uint8)
         return normalize(x_uint8, self.image_set.mean, self.image_set.std)
 
     def score(self, pred: torch.Tensor) -> dict[str, Any]:

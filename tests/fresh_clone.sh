@@ -10,6 +10,9 @@ work=$(mktemp -d)
 git clone -q "$src" "$work/repo"
 cd "$work/repo"
 step() { local t0=$SECONDS; "$@"; echo "TIME $(( SECONDS - t0 )) s: $*" | tee -a "$work/times.txt"; }
+# the environment first (creates .venv, installs requirements.txt), then what `make book` adds
+# to it (MathJax, the widget JavaScript, the build), so the README can give each step's time
+step make .venv/.installed
 step make book
 step make test
 # the README's commands write their run folders, results and new splits outside the clone

@@ -126,13 +126,17 @@ class SemiMethod(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def _encoders(self) -> list[nn.Module]:
+        """The encoders of the segmentation networks the method holds (none for
+        classification)."""
+        return [m.encoder for m in self.modules() if m is not self
+                and isinstance(getattr(m, "encoder", None), nn.Module)]
+
     def head_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters outside the segmentation networks' encoders (decoder and
         classifier): the group the paper recipes train at ``hparams["head_lr_mult"]`` times the
         learning rate. Empty for classification."""
-        encoders = {id(p) for m in self.modules() if m is not self
-                    and isinstance(getattr(m, "encoder", None), nn.Module)
-                    for p in m.encoder.parameters()}
+        encoders = {id(p) for e in self._encoders() for p in e.parameters()}
         if not encoders:
             return []
         return [p for p in self.trainable_parameters() if id(p) not in encoders]
@@ -142,10 +146,8 @@ class SemiMethod(nn.Module):
         inside the segmentation networks' encoders: the group Dual Teacher's official optimiser
         keeps out of weight decay (``hparams["no_decay_norm"]``). Empty for classification."""
         norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-        ids = {id(p) for m in self.modules() if m is not self
-               and isinstance(getattr(m, "encoder", None), nn.Module)
-               for layer in m.encoder.modules() if isinstance(layer, norms)
-               for p in layer.parameters(recurse=False)}
+        ids = {id(p) for e in self._encoders() for layer in e.modules()
+               if isinstance(layer, norms) for p in layer.parameters(recurse=False)}
         return [p for p in self.trainable_parameters() if id(p) in ids]
 
     def eval_models(self) -> dict[str, nn.Module]:

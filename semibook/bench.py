@@ -47,7 +47,7 @@ from .data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
 from .engine.checkpoint import atomic_write_text
 from .engine.loop import (Trainer, _git_commit, _versions, build_optimizer, prepare,
                           speed_options, train_step)
-from .engine.seed import device_name, numpy_rng, pick_device, torch_generator
+from .engine.seed import device_name, host_info, numpy_rng, pick_device, torch_generator
 from .methods.base import Batch
 from .paths import results_dir
 
@@ -435,6 +435,7 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
     old = json.loads(out.read_text()) if out.exists() else {}
     report = {"device": device_name(device), "device_type": device.type,
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+              "host": host_info(),
               "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
               **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "quick": quick, "matmul": rate,

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ import torch
 import semibook as sb
 from semibook.engine.checkpoint import load_checkpoint
 from semibook.engine.loop import StepData, fit, prepare
+from semibook.engine.seed import host_info
 
 
 def cfg_for(method, tiny, **kw):
@@ -67,6 +69,7 @@ def test_history_results_and_split_are_written(tiny, tmp_path):
     assert ag["agree_correct"] + ag["agree_wrong"] + ag["disagree"] == pytest.approx(1.0)
     assert res["split_sha256"] and res["device"].startswith("cpu")
     assert res["versions"]["torch"] == torch.__version__
+    assert res["host"]["cpu_count"] == os.cpu_count() and res["host"]["cpu"]
     assert res["best"]["acc"] == max(r["acc"] for r in evals)
     assert res["last"]["step"] == 20 and res["finished"]
     assert res["overrides"]["steps"] == 20
@@ -92,3 +95,24 @@ def test_non_finite_loss_stops_with_the_step_and_terms(tiny, tmp_path, monkeypat
     monkeypatch.setattr(Supervised, "training_step", broken)
     with pytest.raises(RuntimeError, match="step 3.*loss_sup"):
         fit(cfg_for("supervised", tiny), tmp_path / "nan", progress=False)
+
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse4_2 avx avx2 avx512f avx512bw
+
+processor\t: 1
+model name\t: AMD EPYC 9R14
+"""
+
+
+def test_host_record_names_the_processor_and_its_widest_vectors():
+    """A results file's elapsed time is read beside the host it ran on: the model, its family
+    and model numbers, and whether it has AVX-512."""
+    info = host_info(ZEN4)
+    assert info["cpu"] == "AMD EPYC 9R14 (family 25 model 17)" and info["vector"] == "avx512f"
+    older = host_info(ZEN4.replace(" avx512f avx512bw", ""))
+    assert older["vector"] == "avx2" and older["cpu_count"] == os.cpu_count()

@@ -39,7 +39,8 @@ from ..tracking import agreement
 from . import distributed, rundir
 from .checkpoint import atomic_write_text, load_checkpoint, load_weights, save_checkpoint
 from .schedules import set_step_hparams
-from .seed import device_name, numpy_rng, pick_device, seed_everything, step_seed, torch_generator
+from .seed import (device_name, host_info, numpy_rng, pick_device, seed_everything, step_seed,
+                   torch_generator)
 
 
 class StepData:
@@ -749,7 +750,8 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
         "split_file": str(split.path.relative_to(ROOT)) if split.path and
         split.path.is_relative_to(ROOT) else str(split.path),
         "split_sha256": split.sha256, **(code or _code_commit()), "device": device_name(device),
-        "versions": _versions(), "started_at": started_at, "elapsed_s": round(elapsed, 1),
+        "host": host_info(), "versions": _versions(), "started_at": started_at,
+        "elapsed_s": round(elapsed, 1),
         "history": history,
         "skipped_nonfinite": sum(r.get("skipped_nonfinite", 0) for r in history
                                  if r["kind"] == "train"),

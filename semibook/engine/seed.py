@@ -7,6 +7,7 @@ without saving RNG states: step s after a resume draws what step s drew in an un
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -64,6 +65,31 @@ def pick_device(name: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def host_info(cpuinfo: str | None = None) -> dict:
+    """The processor a run's times were measured on: its model name, family and model numbers
+    and widest vector instructions (from ``/proc/cpuinfo`` where there is one), and the cores.
+    This project's 2-core machine has run the same config at step times a factor of two apart
+    on different days, so a results file's ``elapsed_s`` is read beside this."""
+    import platform
+    info: dict = {"machine": platform.machine(), "cpu_count": os.cpu_count()}
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return info | {"cpu": platform.processor() or "unknown"}
+    first = cpuinfo.split("\n\n")[0]
+    fields = dict(ln.split(":", 1) for ln in first.splitlines() if ":" in ln)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    info["cpu"] = fields.get("model name", platform.processor() or "unknown")
+    if "cpu family" in fields:
+        info["cpu"] += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
+    info["vector"] = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon")
+                           if f in flags), "none known")
+    return info
 
 
 def device_name(device: torch.device) -> str:

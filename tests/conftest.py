@@ -83,6 +83,14 @@ def tiny_scenes_loader(fashion_root):
     return load
 
 
+def seg_cfg(method, tiny_scenes, steps=6, eval_every=3, **kw):
+    """A smoke-profile fashion-scenes config on the ``tiny_scenes`` fixture's scenes: 16
+    labeled scenes, seed 0, ``steps`` steps evaluated and logged every ``eval_every``."""
+    import semibook as sb
+    return sb.make_config(method, "fashion-scenes", 16, 0, "smoke", **{
+        **tiny_scenes, "steps": steps, "eval_every": eval_every, "log_every": eval_every, **kw})
+
+
 @pytest.fixture
 def tiny_scenes(fake_fashion, monkeypatch):
     """fashion-scenes from the fake Fashion-MNIST tree, 64 train and 32 val scenes."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import semibook as sb
 from semibook.engine.loop import build_optimizer, prepare
 from semibook.engine.schedules import lr_factor, set_step_hparams
+from tests.conftest import seg_cfg
 
 SEG = ("voc", "cityscapes", "fashion-scenes")
 
@@ -244,11 +245,6 @@ def test_full_and_smoke_profiles_switch_none_of_the_paper_only_pieces():
 
 
 # -- the engine pieces the recipes switch on -----------------------------------------------------
-
-def seg_cfg(method, tiny_scenes, **kw):
-    return sb.make_config(method, "fashion-scenes", 16, 0, "smoke",
-                          **{**tiny_scenes, "steps": 6, "eval_every": 3, "log_every": 3, **kw})
-
 
 def test_head_lr_mult_trains_the_decoder_and_classifier_at_ten_times_the_rate(tiny_scenes):
     cfg = seg_cfg("supervised", tiny_scenes, optimizer="sgd", lr=0.01,

@@ -8,11 +8,7 @@ import semibook as sb
 from semibook.data.splits import load_or_make_split
 from semibook.engine.checkpoint import load_checkpoint
 from semibook.engine.loop import fit, prepare
-
-
-def seg_cfg(method, tiny_scenes, **kw):
-    return sb.make_config(method, "fashion-scenes", 16, 0, "smoke",
-                          **{**tiny_scenes, "steps": 6, "eval_every": 3, "log_every": 3, **kw})
+from tests.conftest import seg_cfg
 
 
 def test_segmentation_split_is_a_seeded_subset_written_to_a_file(tmp_path):

@@ -14,6 +14,7 @@ from semibook.data.scenes import (IGNORE_INDEX, Layer, box_label_map, boxes_from
 from semibook.engine.loop import fit, prepare
 from semibook.methods.dual_branch_teacher import allowed_pseudo_labels
 from semibook.methods.soft_teacher import soft_background_loss
+from tests.conftest import seg_cfg as scene_cfg
 
 
 def layer(ink: np.ndarray, top: int, left: int, label: int) -> Layer:
@@ -94,8 +95,7 @@ def test_scene_boxes_are_cached_and_replay_the_generator(fake_fashion, monkeypat
 
 
 def seg_cfg(method, tiny_scenes, **kw):
-    return sb.make_config(method, "fashion-scenes", 16, 0, "smoke",
-                          **{**tiny_scenes, "steps": 4, "eval_every": 2, "log_every": 2, **kw})
+    return scene_cfg(method, tiny_scenes, **{"steps": 4, "eval_every": 2, **kw})
 
 
 def test_weak_label_maps_move_with_the_unlabeled_view(tiny_scenes):

@@ -116,3 +116,24 @@ def test_host_record_names_the_processor_and_its_widest_vectors():
     assert info["cpu"] == "AMD EPYC 9R14 (family 25 model 17)" and info["vector"] == "avx512f"
     older = host_info(ZEN4.replace(" avx512f avx512bw", ""))
     assert older["vector"] == "avx2" and older["cpu_count"] == os.cpu_count()
+
+
+def test_ctrl_c_during_a_step_ends_the_run_after_that_step_and_its_checkpoint(tiny, tmp_path,
+                                                                             monkeypatch):
+    import signal
+
+    import semibook.engine.loop as loop
+    real = loop.train_step
+
+    def step_with_ctrl_c(trainer, opt, step):
+        if step == 2:  # Ctrl-C arrives in the middle of the third step
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(trainer, opt, step)
+    monkeypatch.setattr(loop, "train_step", step_with_ctrl_c)
+    cfg = cfg_for("supervised", tiny, eval_every=1, log_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "run", progress=False, device="cpu")
+    rows = [json.loads(ln) for ln in
+            (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", "supervised")["step"] == 3

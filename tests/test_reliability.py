@@ -311,3 +311,24 @@ def test_split_file_with_ids_outside_the_data_is_refused(tmp_path):
     bad.write_text(json.dumps({"train_size": 10, "labeled": [1, 1]}))
     with pytest.raises(ConfigError, match="repeat"):
         read_split(bad)
+
+
+def test_ctrl_c_in_the_loop_is_taken_at_the_step_end_and_a_second_one_at_once():
+    """Python's own SIGINT handler raises wherever the program is, and inside a finaliser that
+    exception is printed and dropped; while the loop trains, the first Ctrl-C is recorded and
+    raised by the loop between steps, and a second one raises at once."""
+    from semibook.engine import interrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt.deferred() as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        ctrl_c_seen_mid_step = sum(range(1000))  # the step goes on: no exception here
+        assert ctrl_c.requested and ctrl_c_seen_mid_step == 499500
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()
+        with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C: now
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10**6):  # the handler runs between bytecodes
+                pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt.deferred() as ctrl_c:  # a new loop starts with no request
+        ctrl_c.check()

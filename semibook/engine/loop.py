@@ -36,7 +36,7 @@ from ..methods.base import Batch, DataSpec, SemiMethod
 from ..models import ema_update
 from ..paths import ROOT, results_dir, runs_dir
 from ..tracking import agreement
-from . import distributed, rundir
+from . import distributed, interrupt, rundir
 from .checkpoint import atomic_write_text, load_checkpoint, load_weights, save_checkpoint
 from .schedules import set_step_hparams
 from .seed import (device_name, host_info, numpy_rng, pick_device, seed_everything, step_seed,
@@ -678,7 +678,8 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
     bar.line(f"{cfg.method} on {cfg.dataset} ({cfg.labels} labels, seed {cfg.seed}, profile "
              f"{cfg.profile}): {cfg.steps} steps on {device_name(device)}; data: "
              f"{trainer.image_set.source}")
-    with open(hist_path if ranks.main else os.devnull, "a") as hist:
+    with (open(hist_path if ranks.main else os.devnull, "a") as hist,
+          interrupt.deferred() as ctrl_c):
         for step in range(start, cfg.steps):
             if stop_after is not None and step - start >= stop_after:
                 break
@@ -720,6 +721,7 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
             elif cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
                 hist.flush()
                 checkpoint(done)
+            ctrl_c.check()  # Ctrl-C stops here, between steps (see engine/interrupt.py)
     stop_if_nonfinite()
     bar.close()
     if not ranks.main:  # rank 0 evaluates and writes

@@ -386,8 +386,29 @@ def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
               f"{max_run_min:g} minutes. For {what}: "
               f"{total / 7200:.2f} h in all, longest run {longest / 60:.1f} min "
               f"({'within' if ok_max else 'OVER'} the limit)."
-              + (grown or f" The hours are {'within' if ok_total else 'OVER'} the budget.")]
+              + (grown or f" The hours are {'within' if ok_total else 'OVER'} the budget.")
+              + seed_spread(tables)]
     return "\n".join(lines)
+
+
+def seed_spread(tables: dict[str, dict[str, Any]]) -> str:
+    """The largest ratio between two seeds' elapsed times of one config (method and label
+    count): the seeds of a config do the same work (steps, batches, evaluations), so the ratio
+    is the speed and load of the machine when they ran. Empty without two seeds of a config."""
+    worst = None
+    for got in tables.values():
+        for n, runs in got["by_labels"].items():
+            for method, rs in runs.items():
+                if len(rs) > 1:
+                    lo, hi = (f(r["elapsed_s"] for r in rs) for f in (min, max))
+                    if worst is None or hi / lo > worst[0]:
+                        worst = (hi / lo, method, n, lo, hi)
+    if worst is None:
+        return ""
+    r, method, n, lo, hi = worst
+    return (f" The seeds of one config do the same work, yet their elapsed times differ by up "
+            f"to {r:.2f} times ({method}, {n} labels: {lo:.0f} s to {hi:.0f} s): the speed and "
+            f"load of the machine when they ran.")
 
 
 def contributions_markdown(table: str, steps: list[tuple[str, str, str]],

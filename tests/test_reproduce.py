@@ -327,6 +327,10 @@ def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs()
     assert "longest run 16.0 min (OVER the limit)" in text
     assert "within" not in text
     assert "(within 0.3 h)" in rp.timing_markdown({"seg": got}, budget_h=0.3, max_run_min=15)
+    # two seeds of soft_teacher, the same work: 600 s and 960 s
+    assert "differ by up to 1.60 times (soft_teacher, 20 labels: 600 s to 960 s)" in text
+    one_seed = {**got, "by_labels": {20: {"supervised": [run("supervised", 0, 900.0)]}}}
+    assert "differ" not in rp.timing_markdown({"seg": one_seed})
 
 
 def test_contributions_compare_a_method_with_another_baseline_seed_by_seed(isolated):

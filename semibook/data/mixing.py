@@ -85,11 +85,12 @@ def box_masks(n: int, h: int, w: int, gen: torch.Generator, prop: tuple[float, f
     """The CutMix mask that CPS's official code draws (the box-mask generator of French et al.,
     2020): a float mask (n, 1, h, w) made of ``n_boxes`` boxes combined by XOR.
 
-    Per mask a proportion p is drawn uniformly from ``prop``; each box gets p / n_boxes of the
-    image's area, with a random aspect ratio (height share p^u with u ~ U(0, 1), width share
-    p / that, both scaled by sqrt(1 / n_boxes)), placed fully inside the image. Each box flips the
-    mask inside it, so where boxes overlap the mask returns to 0: the mixed share is at most p,
-    about 0.25 on average with the defaults."""
+    Per box a proportion p is drawn uniformly from ``prop`` (as the official code does, one per
+    mask and box); the box gets p / n_boxes of the image's area, with a random aspect ratio
+    (height share p^u with u ~ U(0, 1), width share p / that, both scaled by sqrt(1 / n_boxes)),
+    placed fully inside the image. Each box flips the mask inside it, so where boxes overlap the
+    mask returns to 0: the mixed share is at most the mean of the boxes' p, about 0.25 on
+    average with the defaults (chapter 4 measures it)."""
     g = dict(generator=gen, dtype=torch.float64)
     p = prop[0] + (prop[1] - prop[0]) * torch.rand(n, n_boxes, **g)
     y_share = p ** torch.rand(n, n_boxes, **g)

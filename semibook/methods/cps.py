@@ -7,7 +7,7 @@ Two networks of one architecture, initialised differently, learn from each other
   loss = L_sup + λ · L_cps. Inference uses one network (the first).
 CutMix variant (``cps_cutmix``): pseudo labels are made on the unmixed unlabeled images, mixed
 with the same mask as the images, and the networks are trained on the mixed images. The mask is
-the official code's: 3 boxes of a third of a drawn share (0.25 to 0.5) each, combined by XOR
+the official code's: 3 boxes, each a third of its own drawn share (0.25 to 0.5), combined by XOR
 (:func:`semibook.data.mixing.box_masks`; about a quarter of each image is mixed on average).
 As in the official code, the plain variant applies the cross supervision to the labeled
 images too; the CutMix variant to the mixed unlabeled images only. On Cityscapes the ``paper``

@@ -268,7 +268,8 @@ def verdict(got: dict[str, Any], labels: int, method: str,
     sup_mean = statistics.fmean(base[s] for s in seeds)
     width = statistics.fmean(ceiling) - sup_mean if ceiling else None
     return {"method": method, "labels": labels, "seeds": seeds, "gain": gain, "sd": sd,
-            "shown": sd is not None and gain > 2 * sd, "metric": runs[method][0]["metric"],
+            "shown": sd is not None and gain > 2 * sd,
+            "loss_shown": sd is not None and gain < -2 * sd, "metric": runs[method][0]["metric"],
             "gap_closed": gain / width if width and width > 0 else None}
 
 
@@ -292,6 +293,9 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
                 f"{100 * v['sd']:.2f}): "
                 + ("it beats supervised by more than two standard deviations (met)."
                    if v["shown"] else
+                   "not more than two standard deviations above supervised (NOT met); it is "
+                   "more than two standard deviations below it, a loss the seeds agree on."
+                   if v["loss_shown"] else
                    "not more than two standard deviations above supervised (NOT met)."))
     if v["gap_closed"] is not None:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
@@ -429,9 +433,12 @@ def contributions_markdown(table: str, steps: list[tuple[str, str, str]],
             unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
             unit += "" if v["sd"] is None else f", standard deviation {100 * v['sd']:.2f}"
             seeds = ", ".join(map(str, v["seeds"]))
-            claim = ("more than two standard deviations: shown" if v["shown"] else
+            claim = ("more than two standard deviations: a gain, shown" if v["shown"] else
                      "a single seed: not yet known whether it exceeds its spread"
-                     if v["sd"] is None else "not more than two standard deviations: not shown")
+                     if v["sd"] is None else
+                     "more than two standard deviations below: a loss, shown"
+                     if v["loss_shown"] else
+                     "within two standard deviations: neither a gain nor a loss is shown")
             lines.append(f"- **{what}** ({method} against {baseline}, {n} labels): "
                          f"{100 * v['gain']:+.2f} {unit}, seed{'s' if len(v['seeds']) > 1 else ''}"
                          f" {seeds}; {claim}.")

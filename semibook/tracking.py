@@ -68,7 +68,8 @@ def foreground_shares(row: dict, background: int = 0) -> dict[str, float] | None
 def describe_agreement(history: list[dict], pair: str, background: int | None = None,
                        words: tuple[str, str] = ("the two agree on", "agreement")) -> str:
     """A paragraph, computed from a run's history, that reads one agreement curve: where the
-    agreement starts and ends, how much of it is correct, when it rose, whether it stalled over
+    agreement starts and ends, how much of it is correct, when it rose (or, on an unsteady path,
+    its lowest and highest points), whether it stalled over
     the last third of training, and (``background`` given: segmentation) the same on the item
     pixels alone, since background dominates the pixel count. ``words`` names the shares, e.g.
     ("the mask keeps", "the kept share") for a confident mask."""
@@ -87,11 +88,19 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
             f"{pct(last['agree'])}, {pct(last['agree_correct'])} correctly, so {pct(prec)} of "
             f"{noun} is right. ")
     rise = last["agree"] - first["agree"]
-    if abs(rise) >= 0.01:
+    vals = [v["agree"] for v in a]
+    lo, hi = vals.index(min(vals)), vals.index(max(vals))
+    if vals[lo] < min(first["agree"], last["agree"]) - 0.01 \
+            or vals[hi] > max(first["agree"], last["agree"]) + 0.01:
+        # not a steady path: a "half of the change by step s" would mislead
+        text += (f"It did not move steadily: at its lowest {pct(vals[lo])} (step {steps[lo]}), "
+                 f"at its highest {pct(vals[hi])} (step {steps[hi]}). ")
+    elif abs(rise) >= 0.01:
         half = next(s for s, v in zip(steps, a) if
                     (v["agree"] - first["agree"]) / rise >= 0.5)
-        text += (f"Half of the {'rise' if rise > 0 else 'fall'} of {100 * abs(rise):.1f} points "
-                 f"came by step {half}. ")
+        if half < steps[-1]:
+            text += (f"Half of the {'rise' if rise > 0 else 'fall'} of {100 * abs(rise):.1f} "
+                     f"points came by step {half}. ")
     tail = [v for s, v in zip(steps, a) if s >= steps[-1] * 2 / 3]
     change = tail[-1]["agree"] - tail[0]["agree"]
     gain = tail[-1]["agree_correct"] - tail[0]["agree_correct"]

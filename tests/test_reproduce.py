@@ -254,7 +254,8 @@ def test_verdict_is_paired_over_seeds_and_needs_two_standard_deviations():
         return {"seed": seed, "metric": metric, "last": {metric: last, "step": 10}}
     got = {"by_labels": {50: {"supervised": [res(0, 0.20), res(1, 0.30), res(2, 0.25)],
                               "cps": [res(0, 0.26), res(1, 0.35), res(2, 0.31)],
-                              "mt": [res(0, 0.30), res(1, 0.28), res(2, 0.25)]}},
+                              "mt": [res(0, 0.30), res(1, 0.28), res(2, 0.25)],
+                              "worse": [res(0, 0.14), res(1, 0.25), res(2, 0.19)]}},
            "ceiling": [res(0, 0.60), res(1, 0.62), res(2, 0.58)]}
     v = rp.verdict(got, 50, "cps")  # per-seed gains 0.06, 0.05, 0.06: steady
     assert v["gain"] == pytest.approx(0.17 / 3) and v["shown"] is True
@@ -263,6 +264,11 @@ def test_verdict_is_paired_over_seeds_and_needs_two_standard_deviations():
     assert w["gain"] == pytest.approx(0.08 / 3) and w["shown"] is False
     assert "(met)" in rp.verdict_markdown(got, 50, "cps")
     assert "(NOT met)" in rp.verdict_markdown(got, 50, "mt")
+    assert w["loss_shown"] is False and "a loss" not in rp.verdict_markdown(got, 50, "mt")
+    x = rp.verdict(got, 50, "worse")  # per-seed losses 0.06, 0.05, 0.06: a steady loss
+    assert x["shown"] is False and x["loss_shown"] is True
+    assert "(NOT met); it is more than two standard deviations below it, a loss the seeds " \
+        "agree on." in rp.verdict_markdown(got, 50, "worse")
     one = {"by_labels": {50: {"supervised": [res(0, 0.2)], "cps": [res(0, 0.3)]}}, "ceiling": []}
     assert rp.verdict(one, 50, "cps")["shown"] is False
     assert "not known yet" in rp.verdict_markdown(one, 50, "cps")
@@ -353,6 +359,6 @@ def test_contributions_compare_a_method_with_another_baseline_seed_by_seed(isola
     # per-seed gains 10 and 14 points: mean 12, standard deviation 2.83, so shown
     assert ("**the box labels** (dual_branch against supervised, 20 labels): +12.00 mIoU "
             "points, standard deviation 2.83, seeds 0, 1; more than two standard deviations: "
-            "shown.") in text
+            "a gain, shown.") in text
     assert "**the teacher** (dual_branch_teacher against dual_branch, 50 labels): no finished" \
         in text

@@ -192,6 +192,17 @@ def test_describe_agreement_reads_a_constructed_curve():
     assert foreground_shares(hist[0]["agreement"]["a-vs-b"], 0)["n"] == 40
     flat = [row(100, 0.9, 0.8, 0.7, 0.6), row(200, 0.9, 0.8, 0.7, 0.6), row(300, 0.9, 0.8, 0.7, 0.6)]
     assert "stalled" in describe_agreement(flat, "a-vs-b")
+    # down 10 points, back up past the start, down again: no "half of the fall by step s"
+    dip = [row(100, 0.90, 0.8, 0.7, 0.6), row(200, 0.80, 0.7, 0.7, 0.6),
+           row(300, 0.95, 0.8, 0.7, 0.6), row(400, 0.86, 0.7, 0.7, 0.6)]
+    text = describe_agreement(dip, "a-vs-b")
+    assert "Half" not in text
+    assert ("did not move steadily: at its lowest 80.0% (step 200), at its highest 95.0% "
+            "(step 300)") in text
+    # a change whose half comes only at the last evaluation says nothing more
+    late = [row(100, 0.60, 0.5, 0.7, 0.6), row(200, 0.605, 0.5, 0.7, 0.6),
+            row(300, 0.70, 0.6, 0.7, 0.6)]
+    assert "Half" not in describe_agreement(late, "a-vs-b")
 
 
 def test_describe_guesses_reads_a_constructed_curve():

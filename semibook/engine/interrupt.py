@@ -3,11 +3,11 @@
 Python's own handler raises ``KeyboardInterrupt`` in whatever code runs when the signal comes,
 and where that is a finaliser (a ``__del__``, a weakref callback) Python prints the exception
 and carries on: the run goes on as if Ctrl-C had not been pressed. While the loop trains,
-:func:`deferred` replaces that handler: the first Ctrl-C is recorded (and said on a terminal), the
-loop raises ``KeyboardInterrupt`` itself at the end of the step (:meth:`Deferred.check`), and
-a second Ctrl-C raises at once. The notice goes to a terminal only, so that a piped or logged
-run still ends in the command line's one line. Outside the main thread, or where someone else's handler is
-installed, nothing is changed."""
+:func:`deferred` replaces that handler: the first Ctrl-C is recorded (and said on a
+terminal), the loop raises ``KeyboardInterrupt`` itself at the end of the step
+(:meth:`Deferred.check`), and a second Ctrl-C raises at once. The notice goes to a terminal
+only, so that a piped or logged run still ends in the command line's one line. Outside the
+main thread, or where someone else's handler is installed, nothing is changed."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Algorithm 1 of the paper, per step:
 As in the official code: λ_u ramps up linearly over 1/64 of training (16 of its 1024 "epochs",
 1024 kimg), batch norm sees interleaved batches and only the first of them updates its running
 statistics, weight decay 0.02·lr is applied decoupled after each step (engine), and an EMA of
-the weights (0.999) is evaluated.
+the weights (0.999; 0.99 in the 3,000-step ``full`` profile, see ``recipe``) is evaluated.
 """
 
 from __future__ import annotations

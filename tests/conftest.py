@@ -99,3 +99,14 @@ def tiny_scenes(fake_fashion, monkeypatch):
     monkeypatch.setitem(data._WEAK, "fashion-scenes",  # the boxes of those very scenes
                         lambda root, n: data._scene_weak_labels(str(fake_fashion), n))
     return dict(eval_size=0, track_size=8)
+
+
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT handled as in a program started from a terminal (Python's KeyboardInterrupt
+    handler), also when the tests run in a background job whose shell set it to be ignored;
+    the handler the tests found is put back afterwards."""
+    import signal
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)

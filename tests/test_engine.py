@@ -118,8 +118,8 @@ def test_host_record_names_the_processor_and_its_widest_vectors():
     assert older["vector"] == "avx2" and older["cpu_count"] == os.cpu_count()
 
 
-def test_ctrl_c_during_a_step_ends_the_run_after_that_step_and_its_checkpoint(tiny, tmp_path,
-                                                                             monkeypatch):
+def test_ctrl_c_during_a_step_ends_the_run_after_that_step_and_its_checkpoint(
+        tiny, tmp_path, monkeypatch, terminal_sigint):
     import signal
 
     import semibook.engine.loop as loop

@@ -313,7 +313,7 @@ def test_split_file_with_ids_outside_the_data_is_refused(tmp_path):
         read_split(bad)
 
 
-def test_ctrl_c_in_the_loop_is_taken_at_the_step_end_and_a_second_one_at_once():
+def test_ctrl_c_in_the_loop_is_taken_at_the_step_end_and_a_second_one_at_once(terminal_sigint):
     """Python's own SIGINT handler raises wherever the program is, and inside a finaliser that
     exception is printed and dropped; while the loop trains, the first Ctrl-C is recorded and
     raised by the loop between steps, and a second one raises at once."""
@@ -332,3 +332,8 @@ def test_ctrl_c_in_the_loop_is_taken_at_the_step_end_and_a_second_one_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with interrupt.deferred() as ctrl_c:  # a new loop starts with no request
         ctrl_c.check()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # where Ctrl-C is ignored, it stays ignored
+    with interrupt.deferred() as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        ctrl_c.check()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

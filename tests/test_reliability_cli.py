@@ -98,8 +98,11 @@ def cli(args, tmp, faults=(), wait=True):
     cmd = [sys.executable, "-c", DRIVER, *faults, *args] if faults else \
         [sys.executable, "-m", "semibook", *args]
     cmd = [str(a) for a in cmd]
+    # a process started in the background by a shell without job control (`cmd &` in a script,
+    # nohup) ignores SIGINT and passes that on: the command line gets Ctrl-C as a terminal gives it
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if not wait:
         return p
     out, err = p.communicate(timeout=120)

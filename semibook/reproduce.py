@@ -293,10 +293,9 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
                 f"{100 * v['sd']:.2f}): "
                 + ("it beats supervised by more than two standard deviations (met)."
                    if v["shown"] else
-                   "not more than two standard deviations above supervised (NOT met); it is "
-                   "more than two standard deviations below it, a loss the seeds agree on."
-                   if v["loss_shown"] else
-                   "not more than two standard deviations above supervised (NOT met)."))
+                   "not more than two standard deviations above supervised (NOT met)"
+                   + ("; it is more than two standard deviations below it, a loss the seeds "
+                      "agree on." if v["loss_shown"] else ".")))
     if v["gap_closed"] is not None:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
                  f"training and full supervision.")

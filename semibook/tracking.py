@@ -69,10 +69,10 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
                        words: tuple[str, str] = ("the two agree on", "agreement")) -> str:
     """A paragraph, computed from a run's history, that reads one agreement curve: where the
     agreement starts and ends, how much of it is correct, when it rose (or, on an unsteady path,
-    its lowest and highest points), whether it stalled over
-    the last third of training, and (``background`` given: segmentation) the same on the item
-    pixels alone, since background dominates the pixel count. ``words`` names the shares, e.g.
-    ("the mask keeps", "the kept share") for a confident mask."""
+    its lowest and highest points), whether it stalled over the last third of training, and
+    (``background`` given: segmentation) the same on the item pixels alone, since background
+    dominates the pixel count. ``words`` names the shares, e.g. ("the mask keeps", "the kept
+    share") for a confident mask."""
     verb, noun = words
     rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]
     if len(rows) < 2:

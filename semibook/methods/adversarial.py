@@ -15,9 +15,10 @@ from one-hot ground-truth maps (labeled batches only). Per step:
 Values (chapter 3's "paper vs code" says which source gives each): λ_adv 0.01 (labeled; the
 unlabeled 0.001 is the official code's), λ_semi 0.1, T_semi 0.2, the masked CE from iteration
 5,000 of 20,000 (1/4 of training here, in every profile); D: Adam 1e-4, β = (0.9, 0.99) (the
-official code's; the paper's ICLR 2018 version says 0.999), with the network's poly decay. The ``paper`` profile is the official
-run (train.py and the README's command): 20,000 iterations of 10 images, SGD 2.5e-4 with 10x
-on the decoder and classifier, weight decay 5e-4, no rescaling and no flips.
+official code's; the paper's ICLR 2018 version says 0.999), with the network's poly decay. The
+``paper`` profile is the official run (train.py and the README's command): 20,000 iterations
+of 10 images, SGD 2.5e-4 with 10x on the decoder and classifier, weight decay 5e-4, no
+rescaling and no flips.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """The package's imports run one way: no module imports, even inside a function, a module
-that imports it back (directly or through others). The bottom is ``semibook.checks``."""
+that imports it back (directly or through others). The bottom is ``semibook.checks``. And the
+commands start without the imports they do not need."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import semibook
@@ -78,3 +81,18 @@ def test_the_cycle_finder_finds_a_circle():
 def test_checks_is_the_bottom():
     known = modules()
     assert imports("semibook.checks", known["semibook.checks"], known) == set()
+
+
+def test_commands_on_the_embedded_data_start_without_torchvision():
+    """torchvision's import costs seconds on the 2-core CPU; only VOC and Cityscapes need it
+    (semibook.data.segfiles), so the engine, the commands and the chapters' helpers leave it out."""
+    code = ("import sys, semibook.engine.loop, semibook.reproduce, semibook.bench, "
+            "semibook.calibration, semibook.viz, semibook.widgets, semibook.data.voc, "
+            "semibook.data.cityscapes, semibook.__main__; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip()
+    assert out == "[]"
+    code = "import sys, semibook.data.segfiles; print('torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True).stdout.strip() == "True"

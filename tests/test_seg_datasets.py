@@ -13,9 +13,9 @@ from torchvision import tv_tensors
 
 from semibook.config import ConfigError
 from semibook.data import cityscapes, voc
+from semibook.data.segfiles import strong_transform, weak_transform
 from semibook.data.segsets import (id_from_token, make_fraction_split, read_id_list,
-                                   read_id_split, split_count, strong_transform, weak_transform,
-                                   write_id_list)
+                                   read_id_split, split_count, write_id_list)
 from semibook.data.sources import DataNotFoundError
 
 W, H = 40, 30
@@ -429,7 +429,7 @@ def test_file_datasets_train_through_the_engine(name, fake_voc, fake_city, tmp_p
 
 
 def test_fixed_size_keeps_image_and_mask_aligned(fake_voc):
-    from semibook.data.segsets import fixed_size
+    from semibook.data.segfiles import fixed_size
     files = voc.load(fake_voc, "val")
     x, y = fixed_size(files, 60)  # 40 x 30 -> 80 x 60 -> centre 60 x 60
     assert x.shape == (3, 3, 60, 60) and y.shape == (3, 60, 60)

@@ -3,7 +3,7 @@
 A dataset is held in memory as uint8 images (N, C, H, W) with int64 labels (class ids, or label
 maps for segmentation); augmentation runs batched on the training device (see
 :mod:`semibook.data.transforms`). PASCAL VOC and Cityscapes live on disk as files of varying
-size; for the engine they are read once at a fixed size (:func:`segsets.fixed_size`: shorter
+size; for the engine they are read once at a fixed size (:func:`segfiles.fixed_size`: shorter
 side resized, centre crop), which costs memory: VOC's 10,582 training images at 321 x 321 take
 about 3.3 GB of uint8 images and 8.7 GB of int64 label maps.
 """
@@ -23,7 +23,6 @@ from .cifar import load_cifar10
 from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist
 from .scenes import (SCENE_CLASSES, TRAIN_SCENES, VAL_SCENES, box_label_map, image_tags,
                      load_scene_boxes, load_scenes)
-from .segsets import fixed_size
 from .sources import DataNotFoundError, cache_dir
 
 
@@ -72,6 +71,7 @@ def _file_loader(name: str, module):
         folder = module.find_root(root)  # one clear error when it is not there
         if download is False:  # availability check only
             return None, str(folder)
+        from .segfiles import fixed_size  # torchvision: imported where files are read
         size = _INFO[name].size
         x_tr, y_tr = fixed_size(module.load(folder, "train"), size)
         x_te, y_te = fixed_size(module.load(folder, "val"), size)

@@ -14,12 +14,14 @@ label 1/16 ... 1/2 of the training ids (186 ... 1,488, as in CPS).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..checks import ConfigError, choose
 from .segsets import find_root as find_dataset_root
-from .segsets import (IdSplit, SegmentationFiles, make_fraction_split,
-                      make_label_map)
+from .segsets import IdSplit, make_fraction_split, make_label_map
+
+if TYPE_CHECKING:
+    from .segfiles import SegmentationFiles
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
@@ -95,6 +97,7 @@ def load(root: str | Path | None = None, split: str = "train",
          ) -> SegmentationFiles:
     """The ``split`` (or the given ``ids`` of it) as a :class:`SegmentationFiles` dataset whose
     masks hold trainIds (0..18, 255)."""
+    from .segfiles import SegmentationFiles  # torchvision: imported where files are read
     root = find_root(root)
     ids = list_ids(root, split) if ids is None else list(ids)
     return SegmentationFiles(pairs(root, ids, split), transform, label_map=LABEL_MAP)

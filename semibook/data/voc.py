@@ -20,12 +20,14 @@ and "blended", whose 1/16 ... 1/2 are drawn from all 10,582 (see :func:`make_spl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..checks import ConfigError, choose
 from .segsets import find_root as find_dataset_root
-from .segsets import (IdSplit, SegmentationFiles, make_fraction_split,
-                      make_label_map, read_id_list)
+from .segsets import IdSplit, make_fraction_split, make_label_map, read_id_list
+
+if TYPE_CHECKING:
+    from .segfiles import SegmentationFiles
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -111,6 +113,7 @@ def load(root: str | Path | None = None, split: str = "train",
          transform: Callable | None = None, ids: Iterable[str] | None = None
          ) -> SegmentationFiles:
     """The ``split`` (or the given ``ids`` of it) as a :class:`SegmentationFiles` dataset."""
+    from .segfiles import SegmentationFiles  # torchvision: imported where files are read
     root = find_root(root)
     ids = list_ids(root, split) if ids is None else list(ids)
     return SegmentationFiles(pairs(root, ids, split), transform, label_map=LABEL_MAP)

@@ -17,7 +17,9 @@ def summarize(runs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     key = runs[0].get("metric", "acc")
     out: dict[str, Any] = {"metric": key, "n": len(runs),
                            "seeds": sorted(r["seed"] for r in runs),
-                           "profile": ", ".join(sorted({r["profile"] for r in runs})),
+                           "profile": ", ".join(sorted({_profile(r) for r in runs})),
+                           "profile_changes": sorted({k for r in runs
+                                                      for k in r.get("profile_changes") or ()}),
                            "steps": ", ".join(sorted({str(r["config"]["steps"]) for r in runs})),
                            "device": ", ".join(sorted({r["device"] for r in runs})),
                            "best_step": runs[0]["best"]["step"] if len(runs) == 1 else None}
@@ -27,6 +29,12 @@ def summarize(runs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{which}_mean"] = statistics.fmean(vals)
         out[f"{which}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
     return out
+
+
+def _profile(res: dict[str, Any]) -> str:
+    """The run's profile, marked "(earlier)" where the profile has changed since the run (the
+    fields a loaded results file's ``profile_changes`` names)."""
+    return res["profile"] + (" (earlier)" if res.get("profile_changes") else "")
 
 
 def aggregate(results: dict[str, Any], baseline: str = "supervised",
@@ -90,9 +98,15 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
         lines.append("| " + " | ".join(cells + ([] if "device" in shared else [r["device"]]))
                      + " |")
     if shared:
-        said = {"profile": f"profile `{shared.get('profile')}`", "steps": f"{shared.get('steps')} steps",
+        name, _, then = str(shared.get("profile")).partition(" ")
+        said = {"profile": f"profile `{name}`" + (f" {then}" if then else ""),
+                "steps": f"{shared.get('steps')} steps",
                 "device": f"device {shared.get('device')}"}
         lines.append("\nEvery run: " + ", ".join(said[k] for k in shared) + ".")
+    changed = sorted({k for r in rows.values() for k in r["profile_changes"]})
+    if changed:
+        lines.append(f"\n(earlier): a run of its profile as it was then; today's differs in "
+                     f"{', '.join(changed)}.")
     return "\n".join(lines)
 
 

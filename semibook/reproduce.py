@@ -328,8 +328,8 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
         pair, a = next(iter(last["agreement"].items()))
         prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
         out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
-                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, {100 * prec:.1f}% "
-                   f"of that correctly")
+                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
+                   f"{100 * prec:.1f}% of the labels it agreed on were right")
     return out
 
 

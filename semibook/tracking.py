@@ -84,9 +84,9 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
     prec = last["agree_correct"] / last["agree"] if last["agree"] else 0.0
     text = (f"{pair}: at the first evaluation (step {steps[0]}) {verb} "
             f"{pct(first['agree'])} of the tracked unlabeled {'pixels' if background is not None else 'images'}, "
-            f"{pct(first['agree_correct'])} correctly; at the last (step {steps[-1]}) on "
-            f"{pct(last['agree'])}, {pct(last['agree_correct'])} correctly, so {pct(prec)} of "
-            f"{noun} is right. ")
+            f"right on {pct(first['agree_correct'])} of them; at the last (step {steps[-1]}) "
+            f"on {pct(last['agree'])}, right on {pct(last['agree_correct'])}, so {pct(prec)} "
+            f"of {noun} is right. ")
     rise = last["agree"] - first["agree"]
     vals = [v["agree"] for v in a]
     lo, hi = vals.index(min(vals)), vals.index(max(vals))
@@ -114,7 +114,8 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
         if fg0 and fg1:
             text += (f"On the item pixels alone (background left out, {pct(fg1['n'] / last['n'])} "
                      f"of the pixels) {verb} {pct(fg0['agree'])} at first and "
-                     f"{pct(fg1['agree'])} at the end, {pct(fg1['agree_correct'])} correctly.")
+                     f"{pct(fg1['agree'])} at the end, right on {pct(fg1['agree_correct'])} "
+                     f"of them.")
     return text.strip()
 
 

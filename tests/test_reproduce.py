@@ -291,7 +291,8 @@ def test_a_verdict_not_met_gives_the_measured_facts():
     assert "(NOT met)" in text and "Measured on seed 0, to explain it:" in text
     assert "its accuracy moved by +6.00 points from step 400 to 500 (still rising" in text
     assert "supervised's accuracy moved by +0.00 points" in text
-    assert "agreed on 80.0% of the unlabeled images, 75.0% of that correctly" in text
+    assert ("agreed on 80.0% of the unlabeled images, and 75.0% of the labels it agreed on "
+            "were right") in text
 
 
 def test_entries_keep_only_the_label_counts_asked_for():

@@ -352,3 +352,31 @@ def test_provenance_names_overrides_only_where_the_run_differs_from_its_profile(
     res["config"] = dict(cfg.to_dict(), steps=cfg.steps + 1)
     res["overrides"] = {"steps": cfg.steps + 1}
     assert f"overrides {{'steps': {cfg.steps + 1}}}" in sb.provenance(res)
+
+
+def test_a_run_of_an_earlier_profile_is_marked_so_in_provenance_and_tables():
+    from semibook.engine.loop import load_results
+    from semibook.paths import results_dir
+    from semibook.report import results_table
+    cfg = sb.make_config("supervised", "fashion-scenes", 50, 0, "full")
+    today = {"method": "supervised", "dataset": "fashion-scenes", "labels": 50, "seed": 0,
+             "profile": "full", "overrides": {}, "config": cfg.to_dict(), "device": "cpu",
+             "elapsed_s": 1.0, "git_commit": "abc", "metric": "miou",
+             "best": {"step": 10, "miou": 0.2}, "last": {"step": 10, "miou": 0.2}}
+    # the profile has since changed its steps and learning rate; the run's own override
+    # (the batch) is not a change of the profile
+    then = dict(today, labels=10000, overrides={"batch_l": 4},
+                config=dict(cfg.to_dict(), labels=10000, steps=4000, lr=1e-3, batch_l=4))
+    results_dir().mkdir(parents=True)
+    for name, r in (("today", today), ("then", then)):
+        (results_dir() / f"{name}.json").write_text(json.dumps(r))
+    now, old = (load_results(labels=n)[0] for n in (50, 10000))
+    assert now["profile_changes"] == [] and old["profile_changes"] == ["lr", "steps"]
+    assert "as it was then" not in sb.provenance(now)
+    assert "profile full, overrides {'batch_l': 4} (as it was then: today's differs in lr, " \
+        "steps); 4000 steps" in sb.provenance(old)
+    table = results_table({"supervised": now, "ceiling": old}, ceiling="ceiling")
+    assert "| supervised | full |" in table and "| ceiling | full (earlier) |" in table
+    assert "(earlier): a run of its profile as it was then; today's differs in lr, steps." \
+        in table
+    assert "earlier" not in results_table({"supervised": now, "again": now})

@@ -184,11 +184,11 @@ def test_describe_agreement_reads_a_constructed_curve():
             row(300, 0.85, 0.75, 0.7, 0.45), row(400, 0.905, 0.805, 0.76, 0.51)]
     text = describe_agreement(hist, "a-vs-b", background=0)
     assert "at the first evaluation (step 100) the two agree on 60.0%" in text
-    assert "on 90.5%, 80.5% correctly" in text and "89.0% of agreement is right" in text
+    assert "on 90.5%, right on 80.5%" in text and "89.0% of agreement is right" in text
     assert "Half of the rise of 30.5 points came by step 200" in text
     assert "stalled" not in text and "moved by +5.5 points and its correct part by +5.5" in text
     assert "item pixels alone (background left out, 40.0% of the pixels)" in text
-    assert "0.0% at first and 76.0% at the end, 51.0% correctly" in text
+    assert "0.0% at first and 76.0% at the end, right on 51.0% of them" in text
     assert foreground_shares(hist[0]["agreement"]["a-vs-b"], 0)["n"] == 40
     flat = [row(100, 0.9, 0.8, 0.7, 0.6), row(200, 0.9, 0.8, 0.7, 0.6), row(300, 0.9, 0.8, 0.7, 0.6)]
     assert "stalled" in describe_agreement(flat, "a-vs-b")

@@ -813,6 +813,7 @@ def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str,
                               f"(its run is then trained again)") from None
         if all(r.get(k) == v for k, v in match.items()):
             r["results_file"], r["loaded"] = str(f), True
+            r["profile_changes"] = profile_changes(r)
             out.append(r)
     return out
 
@@ -867,16 +868,32 @@ def _shown_path(path: str) -> str:
     return str(f.relative_to(base)) if f.is_relative_to(base) else f.name
 
 
-def _differs_from_profile(res: dict[str, Any]) -> bool:
-    """Whether a run's config differs from what its profile gives today (a run made with
-    overrides that the profile has since adopted does not)."""
+def _profile_diff(res: dict[str, Any]) -> list[str] | None:
+    """The fields in which a run's config differs from what its profile gives today (None:
+    the profile cannot build that config today)."""
     from ..config import make_config
     try:
         today = make_config(res["method"], res["dataset"], res["labels"], res["seed"],
                             res["profile"])
     except (ConfigError, KeyError):
-        return True
-    return bool(config_diff(today, res.get("config") or {}))
+        return None
+    return config_diff(today, res.get("config") or {})
+
+
+def _differs_from_profile(res: dict[str, Any]) -> bool:
+    """Whether a run's config differs from what its profile gives today (a run made with
+    overrides that the profile has since adopted does not)."""
+    return _profile_diff(res) != []
+
+
+def profile_changes(res: dict[str, Any]) -> list[str]:
+    """The fields in which the run's profile has changed since the run, other than those the
+    run set itself (its overrides): empty for a run of today's profile. A chapter that shows an
+    earlier profile's runs says so (``provenance``, the results tables)."""
+    diff = _profile_diff(res)
+    if diff is None:
+        return ["(the profile no longer builds this config)"]
+    return [k for k in diff if k not in (res.get("overrides") or {})]
 
 
 def provenance(res: dict[str, Any]) -> str:
@@ -887,5 +904,8 @@ def provenance(res: dict[str, Any]) -> str:
     over = f", overrides {res['overrides']}" if res.get("overrides") and _differs_from_profile(res) \
         else ""
     commit = (res.get("git_commit") or "unknown")[:8] + ("+changes" if res.get("git_dirty") else "")
+    changed = res.get("profile_changes")
+    if changed:
+        over += f" (as it was then: today's differs in {', '.join(changed)})"
     return (f"{res['method']}: {how}; profile {res['profile']}{over}; {res['config']['steps']} "
             f"steps on {res['device']}; commit {commit}; {res['elapsed_s']:.0f} s{warn}")

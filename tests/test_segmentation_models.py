@@ -40,6 +40,11 @@ def test_pretrained_weights_out_of_reach_are_one_clear_error(tmp_path, monkeypat
     from semibook.models.segmentation import WeightsUnavailableError
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without a network
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # the hub reads both when it is first imported: an earlier test may have imported it (it
+    # then tried the network until its timeouts, 40 s here)
+    import huggingface_hub.constants as hub
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(WeightsUnavailableError) as e:
         create_segmentation_model("unet-r10t", 11, encoder_weights="imagenet")
     msg = str(e.value)

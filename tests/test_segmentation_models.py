@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 import torch.nn as nn
@@ -50,6 +52,50 @@ def test_pretrained_weights_out_of_reach_are_one_clear_error(tmp_path, monkeypat
     msg = str(e.value)
     assert "timm/resnet10t.c3_in1k" in msg and str(tmp_path / "hf" / "hub") in msg
     assert "--weights PATH" in msg and "\n" not in msg
+
+
+def _no_address(*args, **kwargs):
+    raise socket.gaierror(-2, "Name or service not known")
+
+
+def test_without_a_network_the_hub_cache_alone_is_read_at_once(tmp_path, monkeypatch):
+    """No address for the hub's host: no download attempt (each would wait through the hub's
+    retries, about a minute), the weights of a hub cache copied here are loaded, and without
+    them one line says so, naming the cause."""
+    import time
+
+    import huggingface_hub.constants as hub
+    import timm
+    from safetensors.torch import save_file
+
+    from semibook.models.segmentation import WeightsUnavailableError
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "getaddrinfo", _no_address)
+    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    t = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match="no network: the hub has no address"):
+        create_segmentation_model("unet-r10t", 11, encoder_weights="imagenet")
+    assert time.perf_counter() - t < 20 and hub.HF_HUB_OFFLINE is False  # restored
+    # a copy of the hub cache holding timm's file for the encoder: it is what gets loaded
+    source = timm.create_model("resnet10t", pretrained=False)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.25)
+    repo = tmp_path / "hub" / "models--timm--resnet10t.c3_in1k"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()},
+              str(repo / "snapshots" / commit / "model.safetensors"))
+    m = create_segmentation_model("unet-r10t", 11, encoder_weights="imagenet")
+    conv = next(v for k, v in m.encoder.named_parameters() if k.endswith("conv1.0.weight"))
+    assert torch.all(conv == 0.25)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # the proxy resolves it
+    from semibook.models.segmentation import _hub_resolves
+    assert _hub_resolves()
 
 
 def test_a_weights_file_placed_by_hand_is_loaded(tmp_path):

@@ -8,6 +8,7 @@ Drop-path (stochastic depth, for Dual Teacher's student) needs a timm encoder (`
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -42,6 +43,39 @@ def _hub_cache() -> str:
         os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
 
 
+def _hub_resolves() -> bool:
+    """Whether the Hugging Face hub's host (``HF_ENDPOINT``) has an address here, or a proxy
+    is set (which resolves it instead). Without either (no network) every download attempt only
+    waits through the hub's retries, about a minute."""
+    import socket
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies
+
+    from huggingface_hub import constants
+    if getproxies().get("https") or getproxies().get("all"):
+        return True
+    try:
+        socket.getaddrinfo(urlsplit(constants.ENDPOINT).hostname, 443)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+@contextmanager
+def _cache_only(on: bool):
+    """The hub in offline mode (its cache only) while ``on``."""
+    if not on:
+        yield
+        return
+    from huggingface_hub import constants
+    was = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = was
+
+
 def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
                               encoder_weights: str | None = None, drop_path: float = 0.0,
                               weights_path: str | None = None, **overrides: Any) -> nn.Module:
@@ -51,8 +85,9 @@ def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
     ``encoder_weights`` (``"imagenet"``: the timm encoder's default pretrained weights) are
     fetched by timm from the Hugging Face hub into its cache; ``weights_path`` loads them from a
     file placed by hand instead (timm's weights for that encoder, ``.safetensors`` or ``.bin``
-    or ``.pth``). Without a network and without the file, one line says which file was needed,
-    where timm looked and how to place it."""
+    or ``.pth``). Where the hub's host does not resolve (no network), the weights come from the
+    hub's cache alone, at once; without them, one line says which file was needed, where timm
+    looked and how to place it."""
     import segmentation_models_pytorch as smp
 
     spec = dict(PRESETS[choose("segmentation model", name, PRESETS)], **overrides)
@@ -72,9 +107,11 @@ def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
         if not Path(weights_path).is_file():
             raise ConfigError(f"weights file {weights_path} does not exist")
         spec["pretrained_cfg_overlay"] = dict(file=str(weights_path))
+    offline = weights is True and weights_path is None and not _hub_resolves()
     try:
-        return smp.create_model(arch, encoder_name=encoder, encoder_weights=weights,
-                                in_channels=in_channels, classes=num_classes, **spec)
+        with _cache_only(offline):
+            return smp.create_model(arch, encoder_name=encoder, encoder_weights=weights,
+                                    in_channels=in_channels, classes=num_classes, **spec)
     except KeyError as e:  # smp lists the valid names in its message
         raise ConfigError(str(e).strip("'\"")[:300]) from None
     except (OSError, RuntimeError, ValueError) as e:
@@ -85,7 +122,8 @@ def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
         hub_id = getattr(cfg, "hf_hub_id", None) or encoder[3:]
         raise WeightsUnavailableError(
             f"pretrained weights ({encoder_weights}) of the {encoder} encoder could not be "
-            f"fetched ({type(e).__name__}): timm needs {hub_id} (model.safetensors) and looked "
+            f"fetched ({'no network: the hub has no address here' if offline else type(e).__name__}"
+            f"): timm needs {hub_id} (model.safetensors) and looked "
             f"in the Hugging Face cache {_hub_cache()}; on a machine with a network, download "
             f"that file and pass it with --weights PATH, or copy the hub cache here") from None
 

@@ -156,8 +156,8 @@ def weak_transform(crop_size: int | Sequence[int], scale: tuple[float, float] = 
     """The weak (training) view of an image and its mask: random rescale, pad to the crop,
     random crop of ``crop_size`` (an int or (h, w)), random horizontal flip. Call it as
     ``transform(image, mask)`` with a ``tv_tensors.Image`` and a ``tv_tensors.Mask`` (by
-    torchvision's rules a plain tensor next to an Image passes through untouched). Randomness comes from torch's global generator (seed it, or let
-    the DataLoader seed each worker)."""
+    torchvision's rules a plain tensor next to an Image passes through untouched). Randomness
+    comes from torch's global generator (seed it, or let the DataLoader seed each worker)."""
     size = _pair(crop_size)
     steps = [RandomScale(scale), PadTo(size, ignore_index), v2.RandomCrop(size)]
     if flip:

@@ -52,7 +52,8 @@ def _hub_resolves() -> bool:
     from urllib.request import getproxies
 
     from huggingface_hub import constants
-    if getproxies().get("https") or getproxies().get("all"):
+    proxies = getproxies()
+    if proxies.get("https") or proxies.get("all"):
         return True
     try:
         socket.getaddrinfo(urlsplit(constants.ENDPOINT).hostname, 443)

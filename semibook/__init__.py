@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 
 # Imported on first use (PEP 562), so that ``python -m semibook --help`` needs no torch.
 _LAZY = {"DATASETS": ".data", "available": ".data", "load_dataset": ".data",
-         "fit": ".engine.loop", "load_results": ".engine.loop", "provenance": ".engine.loop",
-         "run": ".engine.loop", "run_or_load": ".engine.loop", "METHODS": ".methods",
+         "fit": ".engine.fit", "load_results": ".engine.results", "provenance": ".engine.results",
+         "run": ".engine.run", "run_or_load": ".engine.run", "METHODS": ".methods",
          "get_method_class": ".methods", "create_model": ".models"}
 
 

@@ -119,7 +119,7 @@ def _minutes(seconds: float) -> str:
 def estimate(cfg) -> tuple[float, str] | None:
     """Seconds this config's run takes on this kind of device, from the results files of the
     same method, dataset, profile, model and step count (the longest of them), and the file."""
-    from .engine.loop import load_results
+    from .engine.results import load_results
     same = [r for r in load_results(method=cfg.method, dataset=cfg.dataset, profile=cfg.profile)
             if r["config"].get("steps") == cfg.steps and r["config"].get("arch") == cfg.arch]
     if not same:
@@ -175,8 +175,8 @@ def _run(args) -> int:
     check_seed(args.seed)
     check_device(args.device)
     from .config import make_config
-    from .engine.loop import run
-    from .engine.loop import default_run_dir
+    from .engine.run import run
+    from .engine.run import default_run_dir
     overrides = {}
     if args.steps is not None:
         overrides["steps"] = args.steps

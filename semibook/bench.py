@@ -1,6 +1,6 @@
 """Training-step benchmark: ``python -m semibook bench``.
 
-For each case it times the engine's own training step (:func:`semibook.engine.loop.train_step`,
+For each case it times the engine's own training step (:func:`semibook.engine.step.train_step`,
 what ``fit`` runs per step) after a warm-up: CUDA events on a GPU, ``perf_counter`` on the CPU
 (where every operation has finished when it returns). It reports the median and spread of the
 step times, images per second, peak memory (``torch.cuda.max_memory_allocated``; on the CPU the
@@ -16,7 +16,7 @@ copied to the device each step, and the loss read back (``loss.item()``) every s
 speed-up is the reference's median step time over ours.
 
 Cases: every method at the ``full`` profile on the book's data (through
-:func:`semibook.engine.loop.prepare`), and the two paper shapes on random images of the paper's
+:func:`semibook.engine.fit.prepare`), and the two paper shapes on random images of the paper's
 size (the step time does not depend on the pixels): MixMatch with WRN-28-2 at 32x32, 64
 labeled + 64 unlabeled images (K = 2); CPS with DeepLabV3+ ResNet-50 at 512x512, 8 labeled + 8
 unlabeled, 21 classes (Pascal VOC). ``--quick`` shrinks every case (smoke profile, small
@@ -45,8 +45,10 @@ from .config import Config, ConfigError, make_config
 from .data import DatasetInfo, ImageSet, dataset_info
 from .data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
 from .engine.checkpoint import atomic_write_text
-from .engine.loop import (Trainer, _git_commit, _versions, build_optimizer, prepare,
-                          speed_options, train_step)
+from .engine.evaluate import Trainer
+from .engine.results import _git_commit, _versions
+from .engine.fit import prepare
+from .engine.step import build_optimizer, speed_options, train_step
 from .engine.seed import device_name, host_info, numpy_rng, pick_device, torch_generator
 from .methods.base import Batch
 from .paths import results_dir

@@ -92,7 +92,7 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
     """Run every missing calibration run of ``task`` (resuming interrupted ones); ``methods``
     keeps only the runs of those methods."""
     from .engine.checkpoint import atomic_write_text
-    from .engine.loop import fit
+    from .engine.fit import fit
 
     for cand in candidates or CANDIDATES[task]:
         for method, labels in runs(task):
@@ -120,7 +120,7 @@ def result(task: str, candidate: str, method: str, labels: int) -> dict[str, Any
     p = results_path(task, candidate, method, labels)
     if p.exists():
         return json.loads(p.read_text())
-    from .engine.loop import finished_results
+    from .engine.results import finished_results
     return finished_results(config(task, candidate, method, labels))
 
 

@@ -71,7 +71,7 @@ class Config:
     augment_scale_min: float = 0.5
     augment_scale_max: float = 2.0
     crop_size: int = 0  # segmentation: the training views' side in pixels (0: the image's)
-    # speed (engine.loop.speed_options): "auto" is on for CUDA only; CPU results do not change
+    # speed (engine.step.speed_options): "auto" is on for CUDA only; CPU results do not change
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | fp32
     channels_last: str = "auto"  # auto | on | off: NHWC memory format for models and images
     fused_optimizer: str = "auto"  # auto | on | off: one fused kernel for the optimizer step

@@ -5,7 +5,7 @@ of the table on each of its label counts, plus supervised-only training with eve
 label (the fully supervised ceiling), each for seeds 0, 1 and 2. A run whose results file in
 ``results/`` already holds a finished run of exactly the same config is skipped; a run folder
 left by an interrupted run of the same config is resumed from its checkpoint; everything else
-is trained with :func:`semibook.engine.loop.run`, which writes the results file.
+is trained with :func:`semibook.engine.run.run`, which writes the results file.
 
 The label counts of the tables live in :data:`TABLE_LABELS`, and nowhere else.
 """
@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 from .config import Config, choose, make_config
 from .data import dataset_info
-from .engine.loop import (NonFiniteLossError, default_run_dir, load_results, result_name,
-                          resume_diff, run, same_config)
+from .checks import NonFiniteLossError
+from .engine.fit import resume_diff
+from .engine.results import load_results, result_name, same_config
+from .engine.run import default_run_dir, run
 from .paths import results_dir
 
 SEEDS = (0, 1, 2)

@@ -116,7 +116,7 @@ def show_predictions(results: dict[str, dict], data, n: int = 4, class_names=Non
     """The label maps each run predicted at its end on the first ``n`` validation scenes that
     it stored (the same scenes in every run), beside the scene and its true map: read from the
     results files, so they show without the weights."""
-    from .engine.loop import decode
+    from .engine.evaluate import decode
     shown = next(iter(results.values()))["samples"]["test_index"][:n]
     cols = {"scene": [data.x_test[i] for i in shown], "truth": [data.y_test[i] for i in shown]}
     for name, r in results.items():

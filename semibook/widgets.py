@@ -354,7 +354,7 @@ def explorer_from_results(results: dict, data, **kw):
     tracked model's confidences and pseudo labels on the first tracked unlabeled scenes are
     stored in the results file (``results["samples"]``); ``data`` (the run's dataset, e.g.
     ``load_dataset("fashion-scenes")``) supplies those scenes and their hidden labels."""
-    from .engine.loop import decode
+    from .engine.evaluate import decode
 
     s = results.get("samples") or {}
     if "track_index" not in s:

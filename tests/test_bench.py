@@ -9,7 +9,8 @@ import semibook as sb
 from semibook.__main__ import main
 from semibook.bench import CASES, ReferenceData, case_config, count_flops, reference_config
 from semibook.engine.checkpoint import load_checkpoint
-from semibook.engine.loop import build_optimizer, fit, prepare, speed_options, train_step
+from semibook.engine.step import build_optimizer, speed_options, train_step
+from semibook.engine.fit import fit, prepare
 
 
 def test_quick_bench_runs_on_cpu_and_writes_json(tiny, tmp_path, capsys):

@@ -4,7 +4,7 @@ import json
 
 import semibook as sb
 from semibook import calibration as cal
-from semibook.engine.loop import config_diff
+from semibook.engine.results import config_diff
 from semibook.paths import ROOT
 
 

@@ -2,7 +2,7 @@
 multi-process path and ``torch.compile`` run. Marked ``cuda`` and skipped without a GPU;
 ``tools/gpu_check.py`` runs them first on a lent device (``make gpu-check``).
 
-Every comparison runs the engine's own step (:func:`semibook.engine.loop.train_step`, what
+Every comparison runs the engine's own step (:func:`semibook.engine.step.train_step`, what
 ``fit`` runs) on the tiny data of ``conftest.py``, with the options switched through the
 config fields ``precision``, ``channels_last``, ``fused_optimizer`` and ``compile``.
 """
@@ -23,7 +23,8 @@ import torch.nn as nn
 
 import semibook as sb
 from semibook.engine.checkpoint import load_checkpoint
-from semibook.engine.loop import build_optimizer, fit, prepare, train_step
+from semibook.engine.step import build_optimizer, train_step
+from semibook.engine.fit import fit, prepare
 
 # cuBLAS is deterministic only with a fixed workspace, read when its first handle is made; set
 # here, at collection, before any test touches the GPU (nothing changes on the CPU)

@@ -17,7 +17,7 @@ from semibook.config import ConfigError
 from semibook.engine import distributed
 from semibook.engine.checkpoint import load_checkpoint
 from semibook.engine.distributed import Dist
-from semibook.engine.loop import prepare
+from semibook.engine.fit import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

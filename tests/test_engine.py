@@ -6,7 +6,8 @@ import torch
 
 import semibook as sb
 from semibook.engine.checkpoint import load_checkpoint
-from semibook.engine.loop import StepData, fit, prepare
+from semibook.engine.batches import StepData
+from semibook.engine.fit import fit, prepare
 from semibook.engine.seed import host_info
 
 
@@ -122,14 +123,14 @@ def test_ctrl_c_during_a_step_ends_the_run_after_that_step_and_its_checkpoint(
         tiny, tmp_path, monkeypatch, terminal_sigint):
     import signal
 
-    import semibook.engine.loop as loop
-    real = loop.train_step
+    import semibook.engine.fit as fit_module
+    real = fit_module.train_step
 
     def step_with_ctrl_c(trainer, opt, step):
         if step == 2:  # Ctrl-C arrives in the middle of the third step
             os.kill(os.getpid(), signal.SIGINT)
         return real(trainer, opt, step)
-    monkeypatch.setattr(loop, "train_step", step_with_ctrl_c)
+    monkeypatch.setattr(fit_module, "train_step", step_with_ctrl_c)
     cfg = cfg_for("supervised", tiny, eval_every=1, log_every=1)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, tmp_path / "run", progress=False, device="cpu")

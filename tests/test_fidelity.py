@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import semibook as sb
 from semibook.data.mixing import box_masks, cutmix_boxes, mixup, mixup_weight
-from semibook.engine.loop import prepare
+from semibook.engine.fit import prepare
 
 
 # -- MixMatch: one λ' per example ---------------------------------------------------------------

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import semibook as sb
-from semibook.engine.loop import prepare
+from semibook.engine.fit import prepare
 
 
 def setup_method_(name, tiny, **hp):

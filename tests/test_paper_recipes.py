@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import semibook as sb
-from semibook.engine.loop import build_optimizer, prepare
+from semibook.engine.step import build_optimizer
+from semibook.engine.fit import prepare
 from semibook.engine.schedules import lr_factor, set_step_hparams
 from tests.conftest import seg_cfg
 

@@ -18,7 +18,8 @@ import torch
 import semibook as sb
 from semibook.config import ConfigError
 from semibook.engine.checkpoint import load_checkpoint, save_checkpoint
-from semibook.engine.loop import NonFiniteLossError, fit, prepare
+from semibook.checks import NonFiniteLossError
+from semibook.engine.fit import fit, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,8 @@ from semibook.config import ConfigError
 from semibook.data import load_dataset
 from semibook.engine import rundir
 from semibook.engine.checkpoint import load_checkpoint, save_checkpoint
-from semibook.engine.loop import fit, load_results
+from semibook.engine.fit import fit
+from semibook.engine.results import load_results
 from tests.conftest import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,7 +403,7 @@ def test_skip_nonfinite_may_be_turned_on_when_resuming(tmp_path, stopped_run, fa
     options = [r for r in res["history"] if r["kind"] == "option"]
     assert options == [{"kind": "option", "step": 2, "skip_nonfinite": True}]
     # a results file keeps matching on the option: it is not the run without it
-    from semibook.engine.loop import same_config
+    from semibook.engine.results import same_config
     assert not same_config(res, base_config(fake_fashion)) and same_config(res, cfg)
 
 
@@ -468,6 +469,7 @@ def test_results_matching_still_counts_skip_nonfinite(tmp_path, monkeypatch):
     (tmp_path / "results").mkdir(exist_ok=True)
     f = tmp_path / "results" / "x.json"
     f.write_text(json.dumps({"config": {**cfg.to_dict(), "skip_nonfinite": True}}))
-    from semibook.engine.loop import resume_diff, same_config
+    from semibook.engine.fit import resume_diff
+    from semibook.engine.results import same_config
     res = load_results(f)[0]
     assert not same_config(res, cfg) and resume_diff(cfg, res["config"]) == []

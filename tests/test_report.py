@@ -31,7 +31,7 @@ def test_setup_lists_what_differs_and_says_smoke_numbers_mean_nothing():
 
 
 def test_predicted_maps_come_from_the_results_and_refuse_other_scenes():
-    from semibook.engine.loop import encode
+    from semibook.engine.evaluate import encode
     from semibook.viz import show_predictions
 
     class Data:

@@ -411,7 +411,7 @@ def test_file_datasets_train_through_the_engine(name, fake_voc, fake_city, tmp_p
 
     import semibook as sb
     import semibook.data as data
-    from semibook.engine.loop import fit
+    from semibook.engine.fit import fit
     # a 24-pixel copy instead of the real size, so two steps take a second on the CPU
     monkeypatch.setitem(data._INFO, name, dataclasses.replace(data._INFO[name], size=24))
     root = fake_voc if name == "voc" else fake_city

@@ -7,7 +7,7 @@ import torch
 import semibook as sb
 from semibook.data.splits import load_or_make_split
 from semibook.engine.checkpoint import load_checkpoint
-from semibook.engine.loop import fit, prepare
+from semibook.engine.fit import fit, prepare
 from tests.conftest import seg_cfg
 
 
@@ -252,7 +252,7 @@ def test_sliding_window_evaluation_runs_in_the_engine(tiny_scenes, tmp_path):
 
 
 def test_segmentation_results_carry_sample_maps_for_the_chapters(tiny_scenes, tmp_path):
-    from semibook.engine.loop import decode
+    from semibook.engine.evaluate import decode
     cfg = seg_cfg("cps", tiny_scenes, steps=2, eval_every=2, eval_size=16)
     res = fit(cfg, tmp_path / "s", progress=False, device="cpu")
     s = res["samples"]
@@ -276,7 +276,7 @@ def test_segmentation_results_carry_sample_maps_for_the_chapters(tiny_scenes, tm
 
 def test_results_of_an_older_config_still_match(tiny_scenes, tmp_path, monkeypatch):
     import json
-    from semibook.engine.loop import run, run_or_load
+    from semibook.engine.run import run, run_or_load
     cfg = seg_cfg("supervised", tiny_scenes, steps=2, eval_every=2)
     cfg.profile = "full"
     res = run(cfg, tmp_path / "r", progress=False)
@@ -315,7 +315,7 @@ def test_tracker_on_a_constructed_case():
 
 
 def test_provenance_names_a_results_file_by_its_path_in_the_repository(tmp_path):
-    from semibook.engine.loop import load_results
+    from semibook.engine.results import load_results
     from semibook.paths import results_dir
     res = {"method": "supervised", "profile": "full", "config": {"steps": 10}, "device": "cpu",
            "git_commit": "0123456789", "git_dirty": False, "elapsed_s": 1.0}
@@ -332,7 +332,7 @@ def test_provenance_names_a_results_file_by_its_path_in_the_repository(tmp_path)
 
 
 def test_load_only_mode_never_trains(tiny_scenes, isolated, monkeypatch):
-    from semibook.engine.loop import ResultsMissingError, run, run_or_load
+    from semibook.engine.run import ResultsMissingError, run, run_or_load
     cfg = seg_cfg("supervised", tiny_scenes, steps=2, eval_every=2)
     cfg.profile = "full"
     monkeypatch.setenv("SEMIBOOK_LOAD_ONLY", "1")
@@ -355,7 +355,7 @@ def test_provenance_names_overrides_only_where_the_run_differs_from_its_profile(
 
 
 def test_a_run_of_an_earlier_profile_is_marked_so_in_provenance_and_tables():
-    from semibook.engine.loop import load_results
+    from semibook.engine.results import load_results
     from semibook.paths import results_dir
     from semibook.report import results_table
     cfg = sb.make_config("supervised", "fashion-scenes", 50, 0, "full")

@@ -11,7 +11,7 @@ from semibook.config import ConfigError
 from semibook.data import scenes
 from semibook.data.scenes import (IGNORE_INDEX, Layer, box_label_map, boxes_from, image_tags,
                                   item_boxes, load_scene_boxes, scenes_from)
-from semibook.engine.loop import fit, prepare
+from semibook.engine.fit import fit, prepare
 from semibook.methods.dual_branch_teacher import allowed_pseudo_labels
 from semibook.methods.soft_teacher import soft_background_loss
 from tests.conftest import seg_cfg as scene_cfg

@@ -451,7 +451,7 @@ class Check:
 
     def reproduce(self, rec: dict, limit: float) -> None:
         from semibook.config import make_config
-        from semibook.engine.loop import result_name
+        from semibook.engine.results import result_name
         from semibook.reproduce import entries
         # seed by seed, the segmentation runs (the longer ones on the CPU) first within a seed;
         # a dry run takes the first run of each table unless --max-runs says otherwise

@@ -1,6 +1,6 @@
 """The method contract: a method builds its models and turns a batch into a loss.
 
-The engine (:func:`semibook.engine.loop.fit`) owns everything else: the loop, optimizer,
+The engine (:func:`semibook.engine.fit.fit`) owns everything else: the loop, optimizer,
 schedule, EMA updates (from :meth:`SemiMethod.ema_pairs`), evaluation, checkpoints, logging,
 device and precision. A method is an ``nn.Module`` so that one ``state_dict`` holds all its
 models (student, teachers, EMA copies).

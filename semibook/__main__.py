@@ -59,6 +59,9 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument("--weights", default=None, metavar="PATH", help="segmentation: the encoder's "
                    "pretrained weights from a file placed by hand (timm's weights for that "
                    "encoder), where they cannot be downloaded")
+    r.add_argument("--fast", action="store_true", help="the CPU speed setting (bf16 autocast, "
+                   "channels-last, the fused optimizer: semibook.config.FAST); 1.3-2x faster "
+                   "steps on a CPU with bf16 instructions, and other floating-point numbers")
     r.add_argument("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN "
                    "or infinite (counted in the history) instead of stopping")
     r.add_argument("--run-dir", default=None, help="default: ~/.cache/semibook/runs/"
@@ -190,6 +193,9 @@ def _run(args) -> int:
         overrides["arch"] = args.arch
     if args.skip_nonfinite:
         overrides["skip_nonfinite"] = True
+    if args.fast:
+        from .config import FAST
+        overrides.update(FAST)
     if args.weights:
         overrides["weights_path"] = args.weights
     cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,

@@ -79,6 +79,9 @@ CASES: dict[str, Case] = {
     "cps-full": Case("cps", **_SEG),
     "cps_cutmix-full": Case("cps_cutmix", **_SEG),
     "dual_teacher-full": Case("dual_teacher", **_SEG),
+    "soft_teacher-full": Case("soft_teacher", **_SEG),
+    "dual_branch-full": Case("dual_branch", **_SEG),
+    "dual_branch_teacher-full": Case("dual_branch_teacher", **_SEG),
     "mixmatch-paper": Case("mixmatch", "cifar10", 250, "paper", shape=(3, 32, 10),
                            quick=dict(arch="wrn-10-1", batch_l=8, batch_u=8),
                            note="WRN-28-2, 32x32 RGB, 64 labeled + 64 unlabeled (K=2); random "
@@ -383,13 +386,14 @@ def bench_case(name: str, device: torch.device, steps: int, warmup: int, rate: f
 
 
 def loss_curves(name: str, device: torch.device, steps: int, seeds=(0, 1), quick: bool = False,
-                ref_workers: int = 2, data_root: str | None = None) -> dict[str, Any]:
+                ref_workers: int = 2, data_root: str | None = None,
+                **extra: Any) -> dict[str, Any]:
     """Same numbers? Train ``steps`` steps of a case with our step and with the reference, for
     each seed; the two agree when the mean gap between their smoothed loss curves (same seed)
     is no larger than the gap between two seeds of the same path."""
     curves: dict[str, dict[int, list[float]]] = {"ours": {}, "reference": {}}
     for seed in seeds:
-        cfg, image_set = case_config(name, quick, data_root, seed=seed)
+        cfg, image_set = case_config(name, quick, data_root, seed=seed, **extra)
         cfg = dataclasses.replace(cfg, steps=max(cfg.steps, steps))
         for path in curves:
             c = cfg if path == "ours" else reference_config(cfg)
@@ -465,7 +469,7 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
         for name in cases:
             report["loss_curves"][name] = c = loss_curves(name, device, curve_steps, quick=quick,
                                                           ref_workers=ref_workers,
-                                                          data_root=data_root)
+                                                          data_root=data_root, **extra)
             log(f"{name}: loss-curve gap ours vs reference {c['ours_vs_reference_gap']:.4f}, "
                 f"seed to seed {c['seed_to_seed_gap']:.4f}")
             _write(out, report)
@@ -498,12 +502,49 @@ def add_parser(sub) -> None:
     b.add_argument("--data-root", default=None)
     b.add_argument("--ablate", action="store_true",
                    help="also time our step with each speed option flipped, one at a time")
+    b.add_argument("--levers", action="store_true",
+                   help="time each CPU speed lever against the reference, interleaved, and "
+                        "evaluation's share of a run (semibook/levers.py); full-profile cases")
+    b.add_argument("--fast", action="store_true",
+                   help="our step with the chosen CPU speed setting (semibook.config.FAST)")
+    b.add_argument("--rounds", type=int, default=15, metavar="N",
+                   help="with --levers: interleaved rounds (one step of each lever a round)")
     b.add_argument("--batch", type=int, default=None, metavar="B",
                    help="B labeled + B unlabeled images instead of the case's own (recorded)")
 
 
+def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | str | None,
+               data_root: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """``bench --levers``: :func:`semibook.levers.lever_case` for each full-profile case,
+    written (whole, after each case) to ``out`` (default results/bench/cpu-levers.json)."""
+    from .levers import lever_case
+    cases = cases or FULL_CASES
+    bad = [c for c in cases if c not in FULL_CASES]
+    if bad:
+        raise ConfigError(f"--levers times full-profile cases; not {', '.join(bad)}")
+    out = Path(out) if out else bench_dir() / "cpu-levers.json"
+    torch.set_num_threads(1)
+    report = {"device": device_name(torch.device("cpu")), "host": host_info(),
+              "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
+              **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "threads": 1, "cases": {}}
+    for name in cases:
+        report["cases"][name] = lever_case(name, rounds, warmup, data_root=data_root, log=log)
+        report["cases"][name]["load_avg"] = list(os.getloadavg())
+        _write(out, report)
+    report["load_avg_at_end"] = list(os.getloadavg())
+    _write(out, report)
+    return report
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.levers:
+        run_levers(args.cases, args.rounds, args.warmup, args.out, args.data_root)
+        return 0
     extra = dict(batch_l=args.batch, batch_u=args.batch) if args.batch else {}
+    if args.fast:  # our step with the chosen CPU speed setting (the reference stays as it is)
+        from .config import FAST
+        extra.update(FAST)
     run_bench(args.cases, args.steps, args.warmup, args.device, args.quick,
               not args.no_reference, args.ref_workers, args.curve, args.data_root, args.out,
               ablate=args.ablate, **extra)

@@ -57,6 +57,7 @@ class Config:
     # evaluation and bookkeeping
     eval_every: int = 100
     eval_size: int = 0  # 0: the whole test set
+    eval_subset: int = 0  # >0: intermediate evaluations on a fixed subset of this many images
     eval_batch: int = 512
     eval_crop: int = 0  # segmentation: sliding-window evaluation with this window (0: whole image)
     eval_stride: int = 0  # the windows' step (0: two thirds of the window)
@@ -102,6 +103,14 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# The CPU speed setting measured fastest with the loss curves inside the seed-to-seed spread
+# (``python -m semibook bench --levers``, results/bench/cpu-levers.json): bf16 autocast,
+# channels-last tensors and the fused optimizer. CUDA's "auto" is the same setting. The ``full``
+# profile takes it with its next version (a change of the numbers, so with a re-run of the
+# benchmark); until then ``--fast`` (or these overrides) opts in.
+FAST: dict[str, Any] = dict(precision="bf16", channels_last="on", fused_optimizer="on")
 
 
 # Engine sizes per task and profile. The method's recipe (``Method.recipe``) adds its own values.
@@ -190,8 +199,10 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
         choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
     if not 0 < cfg.bn_momentum <= 1:
         raise ConfigError(f"bn_momentum must lie in (0, 1], got {cfg.bn_momentum}")
-    if isinstance(cfg.crop_size, bool) or not isinstance(cfg.crop_size, int) or cfg.crop_size < 0:
-        raise ConfigError(f"crop_size must be a non-negative integer, got {cfg.crop_size!r}")
+    for name in ("crop_size", "eval_subset"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
     if not 0 < cfg.augment_scale_min <= cfg.augment_scale_max:
         raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got "
                           f"[{cfg.augment_scale_min}, {cfg.augment_scale_max}]")

@@ -137,3 +137,49 @@ def test_reference_batches_match_the_engines_in_shape_and_range(name, tiny, tiny
         assert torch.allclose(x * 255, (x * 255).round(), atol=1e-3)  # whole pixel values
     assert -1e-5 <= x.min() and x.max() <= 1 + 1e-5 and x.max() > 0.5
     assert torch.isfinite(m.training_step(ref, 0)[0])
+
+
+def test_levers_are_timed_interleaved_and_the_chosen_setting_is_applied(tiny, monkeypatch):
+    """``bench --levers``: every lever's trainer resolves its own options, the speed-ups are the
+    reference's median over each lever's, and evaluation's share of a run is computed from the
+    subset and whole-set timings."""
+    from semibook import levers
+    from semibook.engine.step import speed_options
+    seen = {}
+    real = levers._interleaved
+
+    def spy(fns, rounds, first):
+        times = real(fns, rounds, first)
+        seen.update(times)
+        return times
+    monkeypatch.setattr(levers, "_interleaved", spy)
+    logs = []
+    res = levers.lever_case("supervised-full", rounds=3, warmup=1, quick=True,
+                            levers=["reference", "channels_last", "chosen"],
+                            data_root=tiny["data_root"], log=logs.append)
+    assert set(seen) == {"reference", "channels_last", "chosen"}
+    assert all(len(v) == 3 for v in seen.values())
+    for k, row in res["levers"].items():
+        assert row["speedup"] == pytest.approx(res["levers"]["reference"]["median_s"]
+                                               / row["median_s"])
+    assert res["levers"]["chosen"]["change"] == sb.config.FAST
+    ev = res["evaluation"]
+    assert 0 < ev["eval_subset"] < ev["test_images"]
+    assert 0 < ev["share_subset_then_whole"] <= ev["share_whole_every_time"] < 1
+    assert res["threads"]["two_thread_speedup"] > 0 and len(logs) == 5
+    cfg = sb.make_config("supervised", "fashion-mnist", 20, 0, "smoke", **sb.config.FAST)
+    assert speed_options(cfg, torch.device("cpu")) == {
+        "bf16": True, "channels_last": True, "fused": True, "compile": False}
+
+
+def test_the_fast_setting_trains_close_to_float32(tiny):
+    """bf16 autocast with channels-last changes the arithmetic, not the training: the first
+    steps' losses stay within a few percent of float32's."""
+    base = sb.make_config("mean_teacher", "fashion-mnist", 20, 0, "smoke", **tiny)
+    losses = []
+    for cfg in (base, dataclasses.replace(base, **sb.config.FAST)):
+        tr, _ = prepare(cfg, torch.device("cpu"))
+        opt = build_optimizer(cfg, tr.method.trainable_parameters(), tr.device)
+        losses.append([float(train_step(tr, opt, s)[0]) for s in range(4)])
+    assert losses[1] != losses[0]  # other kernels...
+    assert losses[1] == pytest.approx(losses[0], rel=0.05)  # ...the same training

@@ -138,3 +138,23 @@ def test_ctrl_c_during_a_step_ends_the_run_after_that_step_and_its_checkpoint(
             (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "eval"] == [1, 2, 3]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt", "supervised")["step"] == 3
+
+
+def test_intermediate_evaluations_use_the_fixed_subset_and_the_last_every_image(tiny, tmp_path):
+    cfg = cfg_for("mean_teacher", tiny, eval_subset=50)
+    res = fit(cfg, tmp_path / "run", progress=False, device="cpu")
+    evals = [r for r in res["history"] if r["kind"] == "eval"]
+    assert [r["eval_images"] for r in evals] == [50, 200]  # the fake tree: 200 test images
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    sub, whole = tr.evaluate(7, whole=False), tr.evaluate(7, whole=True)
+    # the last row scores the very subset the curve's points use, and every image
+    assert whole["subset_acc"] == sub["acc"] and sub["eval_images"] == 50
+    from semibook.engine.evaluate import predict
+    model = next(iter(tr.method.eval_models().values()))
+    pred = predict(model, tr.test_x, tr.prep, 64, tr.device)
+    assert whole["acc"] == (pred == tr.test_y).float().mean().item()
+    assert (pred[tr.subset] == tr.test_y[tr.subset]).float().mean().item() == sub["acc"]
+    # the best point is chosen among scores of the same images (the subset)
+    best = max(evals, key=lambda r: r.get("subset_acc", r["acc"]))
+    assert res["best"] == {"acc": best.get("subset_acc", best["acc"]), "step": best["step"],
+                           "images": 50}

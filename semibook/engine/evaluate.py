@@ -43,18 +43,29 @@ def _fixed_subset(n: int, size: int, salt: int) -> torch.Tensor:
     return idx[:size] if 0 < size < n else torch.arange(n)
 
 
-@torch.no_grad()
+def _channels_last(model: nn.Module) -> bool:
+    """Whether ``model``'s first 4-d weight is stored channels-last."""
+    w = next((p for p in model.parameters() if p.ndim == 4), None)
+    return w is not None and w.is_contiguous(memory_format=torch.channels_last) \
+        and not w.is_contiguous()
+
+
+@torch.inference_mode()
 def predict(model: nn.Module, x_uint8: torch.Tensor, prep, batch: int,
             device: torch.device, window: tuple[int, int, int] | None = None,
             bf16: bool | None = None) -> torch.Tensor:
     """Predicted labels (class ids, or label maps) of ``model`` in eval mode over uint8
     images; ``prep`` turns a uint8 batch into the model's input; ``window`` = (crop, stride,
-    classes) evaluates segmentation with sliding windows. Returned on the CPU."""
+    classes) evaluates segmentation with sliding windows. Inputs take the model's memory format
+    (channels-last where the run trains so). Returned on the CPU."""
     was_training = model.training
     model.eval()
     out = []
+    nhwc = _channels_last(model)
     for i in range(0, len(x_uint8), batch):
         x = prep(x_uint8[i:i + batch].to(device))
+        if nhwc and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, bf16):
             logits = sliding_window_logits(model, x, *window) if window else model(x)
         out.append(logits.argmax(1).cpu())
@@ -104,12 +115,14 @@ class Trainer:
             return self.data.whiten(x_uint8)
         return normalize(x_uint8, self.image_set.mean, self.image_set.std)
 
-    def score(self, pred: torch.Tensor) -> dict[str, Any]:
+    def score(self, pred: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, Any]:
+        """The metric of predictions ``pred`` of the test images (or of labels ``y``)."""
+        y = self.test_y if y is None else y
         if not self.segmentation:
-            return {"acc": (pred == self.test_y).float().mean().item()}
+            return {"acc": (pred == y).float().mean().item()}
         meter = SegmentationMeter(self.image_set.info.num_classes,
                                   self.image_set.info.ignore_index)
-        meter.update(pred, self.test_y)
+        meter.update(pred, y)
         res = meter.compute()
         return {"miou": res["miou"], "iou": res["iou"]}
 
@@ -139,18 +152,39 @@ class Trainer:
         out["track_pseudo"] = encode(pseudo.byte().cpu())
         return out
 
-    def evaluate(self, step: int) -> dict[str, Any]:
+    @cached_property
+    def subset(self) -> torch.Tensor | None:
+        """Positions in the test images of the fixed subset on which the intermediate
+        evaluations run (``cfg.eval_subset``; None: every evaluation sees every test image)."""
+        n = self.cfg.eval_subset
+        return _fixed_subset(len(self.test_x), n, salt=2026) if 0 < n < len(self.test_x) \
+            else None
+
+    def evaluate(self, step: int, whole: bool | None = None) -> dict[str, Any]:
+        """The evaluation row of ``step``: each evaluated model's metric, and agreement on the
+        tracked images. With ``cfg.eval_subset``, intermediate steps are scored on the fixed
+        subset (``eval_images`` says how many) and the last one (``whole``, default: the
+        run's last step) on every test image, where the subset's score is kept as
+        ``subset_<metric>``, so the curve's points are comparable with one another."""
         cfg, out = self.cfg, {"kind": "eval", "step": step}
+        whole = step >= cfg.steps if whole is None else whole
         names = list(self.method.eval_models())
         window = None
         if self.segmentation and cfg.eval_crop:
             window = (cfg.eval_crop, cfg.eval_stride or max(1, cfg.eval_crop * 2 // 3),
                       self.image_set.info.num_classes)
+        sub = self.subset
+        x, y = (self.test_x, self.test_y) if whole or sub is None else \
+            (self.test_x[sub], self.test_y[sub])
         for i, (name, model) in enumerate(self.method.eval_models().items()):
-            scores = self.score(predict(model, self.test_x, self.prep, cfg.eval_batch,
-                                        self.device, window, self.bf16))
+            pred = predict(model, x, self.prep, cfg.eval_batch, self.device, window, self.bf16)
+            scores = self.score(pred, y)
             if i == 0:
                 out.update(scores)
+                if sub is not None:
+                    out["eval_images"] = len(x)
+                    if whole:
+                        out[f"subset_{self.metric}"] = self.score(pred[sub], y[sub])[self.metric]
             else:
                 out[f"{self.metric}_{name}"] = scores[self.metric]
         out["eval_model"] = names[0]

@@ -67,7 +67,10 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
                  started_at: str, elapsed: float, finished: bool,
                  metric: str = "acc", code: dict[str, Any] | None = None) -> dict[str, Any]:
     evals = [r for r in history if r["kind"] == "eval"]
-    best = max(evals, key=lambda r: r[metric]) if evals else None
+    # with cfg.eval_subset, the curve's points are scored on the subset (the last one also on
+    # every image): the best point is chosen among scores of the same images
+    curve = lambda r: r.get(f"subset_{metric}", r[metric])  # noqa: E731
+    best = max(evals, key=curve) if evals else None
     from ..config import make_config
     default = make_config(cfg.method, cfg.dataset, cfg.labels, cfg.seed, cfg.profile).to_dict()
     overrides = {k: v for k, v in cfg.to_dict().items() if default.get(k) != v}
@@ -86,7 +89,8 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
         "metric": metric,
         "last": {k: evals[-1][k] for k in evals[-1] if k.startswith(metric)} | {
             "step": evals[-1]["step"]} if evals else None,
-        "best": {metric: best[metric], "step": best["step"]} if best else None,
+        "best": ({metric: curve(best), "step": best["step"]}
+                 | ({"images": cfg.eval_subset} if "eval_images" in best else {})) if best else None,
     }
 
 

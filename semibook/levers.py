@@ -1,0 +1,144 @@
+"""The CPU's speed levers measured side by side: ``python -m semibook bench --levers``.
+
+For each case (every method at the ``full`` profile), one model and optimizer per lever is
+built from the same config, and their training steps are timed *interleaved*: one step of each
+lever in turn, for as many rounds as asked, so a machine whose speed drifts (other work, a
+neighbour on the host) slows every lever alike and the ratios hold. The levers:
+
+- ``reference``: every speed option off (eager float32, NCHW, the default optimizer), the code
+  path of the results committed so far;
+- ``channels_last``: NHWC tensors and models (oneDNN's native layout on the CPU);
+- ``bf16``: bfloat16 autocast (convolutions and matrix products in bf16, sums in float32);
+- ``fused``: the optimizer's fused kernel;
+- ``compile``: ``torch.compile`` (inductor); its compile time is the first steps' excess,
+  reported apart, with the number of steps after which it pays within the run;
+- ``chosen``: :data:`semibook.config.FAST`, the combination kept.
+
+Evaluation is timed once per lever pair (reference, chosen) over the whole test set, and the
+chosen setting's intermediate evaluation on the fixed subset (``eval_subset``), giving the
+share of a whole run that evaluation takes. Threads: the chosen step with 2 threads against 1,
+interleaved in the same process (two 1-thread runs side by side were not timed here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+from .config import FAST, Config
+
+LEVERS: dict[str, dict[str, Any]] = {
+    "reference": {}, "channels_last": dict(channels_last="on"), "bf16": dict(precision="bf16"),
+    "fused": dict(fused_optimizer="on"), "compile": dict(compile=True), "chosen": FAST}
+EVAL_SUBSET = {"classification": 2000, "segmentation": 250}
+
+
+def _interleaved(fns: dict[str, Callable[[int], Any]], rounds: int, first: int) -> dict[str, list]:
+    """Per-step times of each function, one call of each in turn for ``rounds`` rounds."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn(first + r)
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def lever_case(name: str, rounds: int = 15, warmup: int = 3, levers: list[str] | None = None,
+               data_root: str | None = None, threads: bool = True, quick: bool = False,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time one case's step under each lever (interleaved), its evaluation, and threads
+    (``quick``: the case's tiny version, for the tests)."""
+    from .bench import _setup, case_config, reference_config
+    from .engine.step import train_step
+    levers = levers or list(LEVERS)
+    device = torch.device("cpu")
+    cfg, image_set = case_config(name, quick, data_root)
+    run_steps, evals = cfg.steps, -(-cfg.steps // cfg.eval_every)
+    base = dataclasses.replace(reference_config(cfg), steps=max(cfg.steps, 10 * (warmup + rounds)))
+    built, warm = {}, {}
+    for lever in levers:
+        c = dataclasses.replace(base, **LEVERS[lever])
+        trainer, opt = _setup(c, image_set, device)
+        fn = (lambda tr, op: lambda s: train_step(tr, op, s))(trainer, opt)
+        warm[lever] = [_timed(lambda: fn(s)) for s in range(warmup)]
+        built[lever] = (trainer, fn)
+    times = _interleaved({k: fn for k, (_, fn) in built.items()}, rounds, warmup)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ref = med[levers[0]]
+    out: dict[str, Any] = {"method": cfg.method, "dataset": cfg.dataset, "arch": cfg.arch,
+                           "batch_l": cfg.batch_l, "batch_u": cfg.batch_u, "rounds": rounds,
+                           "run_steps": run_steps, "evaluations": evals, "levers": {}}
+    for k in levers:
+        row = {"change": LEVERS[k], "median_s": med[k], "speedup": ref / med[k],
+               "p25_s": statistics.quantiles(times[k], n=4)[0],
+               "p75_s": statistics.quantiles(times[k], n=4)[2], "warmup_s": warm[k]}
+        if k == "compile":  # the compile time: the warm-up's excess over steady steps
+            row["compile_s"] = sum(warm[k]) - warmup * med[k]
+            saved = med[levers[0]] - med[k]
+            row["pays_after_steps"] = row["compile_s"] / saved if saved > 0 else None
+            row["pays_within_run"] = saved > 0 and row["compile_s"] < saved * run_steps
+        out["levers"][k] = row
+        log(f"{name:>24} {k:>14}: {med[k] * 1e3:8.1f} ms/step  x{ref / med[k]:.2f}"
+            + (f"  (compile {row['compile_s']:.0f} s)" if "compile_s" in row else ""))
+    if "chosen" in built:
+        out["evaluation"] = _evaluation(built, cfg, out, log, name)
+        if threads:
+            out["threads"] = _threads(built["chosen"][1], rounds, warmup + rounds, log, name)
+    return out
+
+
+def _evaluation(built: dict, cfg: Config, out: dict, log, name: str) -> dict[str, Any]:
+    """Seconds of one whole evaluation (reference and chosen), of one on the fixed subset
+    (chosen), and evaluation's share of a whole run of the chosen setting."""
+    task = "segmentation" if built["chosen"][0].segmentation else "classification"
+    subset = min(EVAL_SUBSET[task], len(built["chosen"][0].test_x) // 4)
+    res: dict[str, Any] = {"test_images": len(built["chosen"][0].test_x), "eval_subset": subset}
+    if "reference" in built:
+        res["reference_whole_s"] = _timed(lambda: built["reference"][0].evaluate(1, whole=True))
+    chosen = built["chosen"][0]
+    res["chosen_whole_s"] = _timed(lambda: chosen.evaluate(1, whole=True))
+    chosen.cfg = dataclasses.replace(chosen.cfg, eval_subset=subset)
+    chosen.__dict__.pop("subset", None)
+    res["chosen_subset_s"] = _timed(lambda: chosen.evaluate(1, whole=False))
+    step, n, evals = out["levers"]["chosen"]["median_s"], out["run_steps"], out["evaluations"]
+    ev_all = evals * res["chosen_whole_s"]
+    ev_sub = (evals - 1) * res["chosen_subset_s"] + res["chosen_whole_s"]
+    res["share_whole_every_time"] = ev_all / (n * step + ev_all)
+    res["share_subset_then_whole"] = ev_sub / (n * step + ev_sub)
+    if "reference_whole_s" in res:
+        ref_step = out["levers"]["reference"]["median_s"]
+        ref_ev = evals * res["reference_whole_s"]
+        res["reference_share"] = ref_ev / (n * ref_step + ref_ev)
+        res["run_speedup"] = (n * ref_step + ref_ev) / (n * step + ev_sub)
+    log(f"{name:>24} evaluation: whole {res['chosen_whole_s']:.1f} s, subset "
+        f"{res['chosen_subset_s']:.1f} s; share of a run {res['share_subset_then_whole']:.1%} "
+        f"(whole every time {res['share_whole_every_time']:.1%})")
+    return res
+
+
+def _threads(fn: Callable[[int], Any], rounds: int, first: int, log, name: str) -> dict:
+    """The chosen step with 2 threads against 1, interleaved."""
+    was = torch.get_num_threads()
+    per: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(rounds):
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            per[n].append(_timed(lambda: fn(first + r)))
+    torch.set_num_threads(was)
+    m1, m2 = statistics.median(per[1]), statistics.median(per[2])
+    res = {"one_thread_s": m1, "two_threads_s": m2, "two_thread_speedup": m1 / m2,
+           "better": "two 1-thread runs side by side" if m1 / m2 < 2 else "one 2-thread run"}
+    log(f"{name:>24} threads: 1 thread {m1 * 1e3:.1f} ms, 2 threads {m2 * 1e3:.1f} ms "
+        f"(x{m1 / m2:.2f}; two runs at once would need x2 to lose)")
+    return res

@@ -58,6 +58,7 @@ class Config:
     eval_every: int = 100
     eval_size: int = 0  # 0: the whole test set
     eval_subset: int = 0  # >0: intermediate evaluations on a fixed subset of this many images
+    validation: int = 0  # >0: tuning: hold out this many training images and evaluate on them
     eval_batch: int = 512
     eval_crop: int = 0  # segmentation: sliding-window evaluation with this window (0: whole image)
     eval_stride: int = 0  # the windows' step (0: two thirds of the window)
@@ -199,7 +200,7 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
         choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
     if not 0 < cfg.bn_momentum <= 1:
         raise ConfigError(f"bn_momentum must lie in (0, 1], got {cfg.bn_momentum}")
-    for name in ("crop_size", "eval_subset"):
+    for name in ("crop_size", "eval_subset", "validation"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")

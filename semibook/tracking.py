@@ -14,7 +14,9 @@ import torch
 def agreement(pred_a: torch.Tensor, pred_b: torch.Tensor, target: torch.Tensor,
               num_classes: int, ignore_index: int | None = None) -> dict:
     """Shares of samples (or pixels) where a and b agree and are right, agree and are wrong,
-    or disagree. Per-class shares are over the samples of each true class."""
+    or disagree. Per-class shares are over the samples of each true class: agreement, agreement
+    on the right class, and each model's right share (``a_correct``, ``b_correct``), which
+    :func:`collapsed_classes` reads."""
     a, b, t = pred_a.reshape(-1), pred_b.reshape(-1), target.reshape(-1)
     if ignore_index is not None:
         keep = t != ignore_index
@@ -30,6 +32,8 @@ def agreement(pred_a: torch.Tensor, pred_b: torch.Tensor, target: torch.Tensor,
         if k:
             per_class[str(c)] = {"agree": float(same[sel].float().mean()),
                                  "agree_correct": float(right[sel].float().mean()),
+                                 "a_correct": float((a[sel] == c).float().mean()),
+                                 "b_correct": float((b[sel] == c).float().mean()),
                                  "n": k}
     return {"agree": float(same.sum()) / n, "agree_correct": float(right.sum()) / n,
             "agree_wrong": float(wrong.sum()) / n, "disagree": float((~same).sum()) / n,
@@ -150,3 +154,38 @@ def describe_guesses(history: list[dict], test_metric: str = "acc",
         text += (f" The evaluated model's test accuracy at step {evals[-1]['step']} was "
                  f"{100 * evals[-1][test_metric]:.1f}% (on the test images, unaugmented).")
     return text
+
+
+def collapsed_classes(history: list[dict], pair: str, classes: list[str] | tuple[str, ...],
+                      drop: float = 0.15) -> list[dict]:
+    """Confirmation bias, read from a run's history: the classes of the tracked unlabeled
+    images whose right share under the pair's first model fell by at least ``drop`` from its
+    peak to the end while the two models' agreement on them did not fall. Each: the class, its
+    peak right share and step, its last, and the agreement at the peak and at the end."""
+    rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]
+    out = []
+    for c, name in enumerate(classes):
+        pts = [(r["step"], r["agreement"][pair]["per_class"].get(str(c))) for r in rows]
+        pts = [(s, v) for s, v in pts if v and "a_correct" in v]
+        if len(pts) < 2:
+            continue
+        peak_step, peak = max(pts, key=lambda p: p[1]["a_correct"])
+        end_step, end = pts[-1]
+        if peak["a_correct"] - end["a_correct"] >= drop and end["agree"] >= peak["agree"]:
+            out.append({"class": name, "peak": peak["a_correct"], "peak_step": peak_step,
+                        "last": end["a_correct"], "last_step": end_step,
+                        "agree_at_peak": peak["agree"], "agree_last": end["agree"]})
+    return out
+
+
+def describe_collapse(history: list[dict], pair: str, classes, model: str = "the model") -> str:
+    """One sentence per collapsed class (:func:`collapsed_classes`), or that none collapsed."""
+    found = collapsed_classes(history, pair, classes)
+    if not found:
+        return (f"No class collapsed: on the tracked unlabeled images, {model}'s right share of "
+                f"no class fell by 15 points or more from its peak while agreement held.")
+    return " ".join(
+        f"{f['class']}: {model} was right on {f['peak']:.0%} of them at step {f['peak_step']} "
+        f"and on {f['last']:.0%} at step {f['last_step']}, while the two models' agreement on "
+        f"them went from {f['agree_at_peak']:.0%} to {f['agree_last']:.0%} (confirmation bias)."
+        for f in found)

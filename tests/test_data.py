@@ -1,3 +1,4 @@
+import json
 import numpy as np
 import pytest
 import torch
@@ -138,3 +139,49 @@ def test_constant_padding_fills_with_black_not_with_a_mirror_image():
     assert set(out.unique().tolist()) <= {0.0, 1.0}
     reflected = pad_crop_flip(x, torch.Generator().manual_seed(2), pad=2, flip=False)
     assert torch.equal(reflected, x)  # reflecting a constant image changes nothing
+
+
+def test_validation_images_are_held_out_of_every_split_and_the_same_for_every_run(tmp_path):
+    y = np.repeat(np.arange(10), 30)
+    a = make_split(y, 20, 0, 10, validation=50)
+    b = make_split(y, 40, 3, 10, validation=50)
+    assert np.array_equal(a.held_out, b.held_out) and len(a.held_out) == 50
+    assert np.bincount(y[a.held_out], minlength=10).tolist() == [5] * 10  # class-balanced
+    for s in (a, b):
+        assert not np.intersect1d(s.held_out, s.labeled).size
+        assert not np.intersect1d(s.held_out, s.unlabeled).size
+        assert sorted(np.concatenate([s.held_out, s.labeled, s.unlabeled])) == list(range(300))
+    # without validation the draw is what it always was; the file says which images are out
+    assert np.array_equal(make_split(y, 20, 0, 10).labeled,
+                          make_split(y, 20, 0, 10, validation=0).labeled)
+    s = load_or_make_split("d", y, 20, 0, 10, tmp_path, validation=50)
+    assert s.path.name == "d_20_seed0_val50.json"
+    back = read_split(s.path, y, 10)
+    assert np.array_equal(back.held_out, a.held_out)
+    assert np.array_equal(back.unlabeled, a.unlabeled)
+    seg = make_split(np.zeros((300, 4, 4)), 16, 0, 11, balanced=False, validation=30)
+    assert len(seg.held_out) == 30 and not np.intersect1d(seg.held_out, seg.labeled).size
+
+
+def test_a_split_file_of_another_validation_set_stops_the_run(tmp_path):
+    y = np.repeat(np.arange(10), 30)
+    s = load_or_make_split("d", y, 20, 0, 10, tmp_path, validation=50)
+    d = json.loads(s.path.read_text())
+    d["held_out"] = d["held_out"][:-1] + [int(s.unlabeled[0])]
+    s.path.write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match="not the 50-image validation set"):
+        load_or_make_split("d", y, 20, 0, 10, tmp_path, validation=50)
+
+
+def test_a_tuning_run_evaluates_on_held_out_training_images_never_the_test_set(tiny):
+    import torch
+    import semibook as sb
+    from semibook.engine.fit import prepare
+    cfg = sb.make_config("mean_teacher", "fashion-mnist", 20, 0, "smoke", validation=100,
+                         **tiny)
+    tr, split = prepare(cfg, torch.device("cpu"))
+    assert tr.eval_on == "validation" and len(split.held_out) == 100
+    x_train = tr.image_set.x_train[torch.as_tensor(split.held_out)]
+    assert torch.equal(tr.test_x, x_train)  # eval_size 0: every held-out image
+    assert not set(split.held_out) & set(tr.track_index.tolist())
+    assert tr.evaluate(1)["acc"] >= 0

@@ -158,3 +158,20 @@ def test_intermediate_evaluations_use_the_fixed_subset_and_the_last_every_image(
     best = max(evals, key=lambda r: r.get("subset_acc", r["acc"]))
     assert res["best"] == {"acc": best.get("subset_acc", best["acc"]), "step": best["step"],
                            "images": 50}
+
+
+def test_histories_hold_each_class_accuracy_and_each_models_right_share(tiny, tmp_path):
+    cfg = cfg_for("mean_teacher", tiny)
+    res = fit(cfg, tmp_path / "run", progress=False, device="cpu")
+    row = [r for r in res["history"] if r["kind"] == "eval"][-1]
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    y = tr.test_y
+    assert len(row["class_acc"]) == 10
+    # the classes' accuracies weighted by their counts give the accuracy
+    counts = torch.bincount(y, minlength=10).tolist()
+    assert sum(a * n for a, n in zip(row["class_acc"], counts)) / len(y) == \
+        pytest.approx(row["acc"], abs=1e-5)
+    per = next(iter(row["agreement"].values()))["per_class"]
+    assert all(0 <= v["a_correct"] <= 1 and v["agree_correct"] <= min(v["a_correct"],
+                                                                       v["b_correct"]) + 1e-9
+               for v in per.values())

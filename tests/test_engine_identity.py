@@ -78,16 +78,17 @@ def test_engine_computes_what_it_computed_before_the_split(method, tiny, tiny_sc
     if exact is not None:
         assert got["weights"] == exact["weights"], "weights differ from the recorded run"
         assert got["optimizer"] == exact["optimizer"], "optimizer state differs"
-        assert got["history"] == exact["history"]
+        # numbers added to the history since (per-class diagnosis) are not in the record
+        assert {k: got["history"].get(k) for k in exact["history"]} == exact["history"]
         return
     # another processor or torch: the nearest recorded numbers, to 1e-4
     others = [v[method] for v in recorded.values() if method in v]
     assert others, f"no fingerprint of {method} recorded"
-    best = min(others, key=lambda o: max(abs(o["history"].get(k, 1e9) - x)
-                                         for k, x in got["history"].items()))
-    assert set(best["history"]) == set(got["history"])
-    for k, x in got["history"].items():
-        assert x == pytest.approx(best["history"][k], rel=1e-4, abs=1e-4), k
+    best = min(others, key=lambda o: max(abs(got["history"].get(k, 1e9) - x)
+                                         for k, x in o["history"].items()))
+    assert set(best["history"]) <= set(got["history"])
+    for k, x in best["history"].items():
+        assert got["history"][k] == pytest.approx(x, rel=1e-4, abs=1e-4), k
 
 
 def _run(method, dataset, labels, tmp_path, extra):

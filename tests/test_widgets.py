@@ -155,3 +155,22 @@ def test_live_is_detected_from_the_kernel(monkeypatch):
     monkeypatch.setenv("SEMIBOOK_WIDGETS", "fancy")
     with pytest.raises(ValueError, match="SEMIBOOK_WIDGETS"):
         threshold_explorer(images, conf, pred, target, n_show=0)
+
+
+def test_collapse_read_out_finds_a_class_whose_right_share_falls_while_agreement_rises():
+    from semibook.tracking import collapsed_classes, describe_collapse
+
+    def row(step, shirt, agree):
+        per = {"0": {"agree": 0.9, "agree_correct": 0.8, "a_correct": 0.85, "n": 10},
+               "1": {"agree": agree, "agree_correct": 0.1, "a_correct": shirt, "n": 10}}
+        return {"kind": "eval", "step": step, "agreement": {"t-s": {"per_class": per}}}
+    hist = [row(100, 0.2, 0.5), row(200, 0.6, 0.6), row(300, 0.1, 0.95)]
+    found = collapsed_classes(hist, "t-s", ["coat", "shirt"])
+    assert [f["class"] for f in found] == ["shirt"]
+    assert found[0]["peak_step"] == 200 and found[0]["last"] == 0.1
+    assert "shirt: the teacher was right on 60% of them at step 200 and on 10% at step 300" \
+        in describe_collapse(hist, "t-s", ["coat", "shirt"], "the teacher")
+    # the same fall with agreement falling too is not confirmation bias
+    hist[-1]["agreement"]["t-s"]["per_class"]["1"]["agree"] = 0.3
+    assert collapsed_classes(hist, "t-s", ["coat", "shirt"]) == []
+    assert describe_collapse(hist, "t-s", ["coat", "shirt"]).startswith("No class collapsed")

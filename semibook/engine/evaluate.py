@@ -88,6 +88,7 @@ class Trainer:
     step_fn: Any = None  # runs method.training_step; inside DistributedDataParallel when wrapped
     test_index: Any = None  # positions of test_x in the test set, of track_x in the train set
     track_index: Any = None
+    eval_on: str = "test"  # "validation": test_x are held-out training images (test_index too)
 
     @cached_property
     def decay(self) -> list[nn.Parameter]:
@@ -118,8 +119,12 @@ class Trainer:
     def score(self, pred: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, Any]:
         """The metric of predictions ``pred`` of the test images (or of labels ``y``)."""
         y = self.test_y if y is None else y
-        if not self.segmentation:
-            return {"acc": (pred == y).float().mean().item()}
+        if not self.segmentation:  # with each class's accuracy (the per-class diagnosis)
+            right = (pred == y).float()
+            k = self.image_set.info.num_classes
+            n = torch.bincount(y, minlength=k).clamp_min(1)
+            per = torch.bincount(y, weights=right, minlength=k) / n
+            return {"acc": right.mean().item(), "class_acc": [round(v, 6) for v in per.tolist()]}
         meter = SegmentationMeter(self.image_set.info.num_classes,
                                   self.image_set.info.ignore_index)
         meter.update(pred, y)
@@ -140,6 +145,8 @@ class Trainer:
                "test_pred": encode(predict(model, self.test_x[:n], self.prep, n, self.device,
                                                   bf16=self.bf16)),
                "track_model": next(iter(pairs), "model")}
+        if self.eval_on != "test":  # test_index then names training images
+            out["eval_on"] = self.eval_on
         was = teacher.training
         teacher.eval()
         x = self.prep(self.track_x[:n].to(self.device))

@@ -69,26 +69,28 @@ def prepare(cfg: Config, device: torch.device | None = None,
     given = image_set is not None
     image_set = image_set if given else load_dataset(cfg.dataset, cfg.data_root)
     info = image_set.info
-    if cfg.labels > len(image_set.y_train):
-        raise ConfigError(f"label count {cfg.labels} is larger than the {len(image_set.y_train)} "
-                          f"training images found in {image_set.source}")
+    n_train = len(image_set.y_train) - cfg.validation  # a tuning run's validation held out
+    held = f" (with {cfg.validation} held out for validation)" if cfg.validation else ""
+    if cfg.labels > n_train:
+        raise ConfigError(f"label count {cfg.labels} is larger than the {n_train} training "
+                          f"images found in {image_set.source}{held}")
     # the models first: a model that cannot be built (pretrained weights out of reach) stops
     # the run before a split file is written (splits draw from their own seeded generator)
     seed_everything(step_seed(cfg.seed, 0, "init"))
     spec = DataSpec(info.num_classes, info.in_channels, info.classes, info.task,
                     image_set.mean, image_set.std, info.ignore_index)
     method = get_method_class(cfg.method)(cfg, spec).to(device)
-    if method.views_u and cfg.labels >= len(image_set.y_train):
+    if method.views_u and cfg.labels >= n_train:
         raise ConfigError(f"label count {cfg.labels} leaves no unlabeled image of the "
-                          f"{len(image_set.y_train)} training images in {image_set.source}, and "
+                          f"{n_train} training images in {image_set.source}{held}, and "
                           f"{cfg.method} trains on unlabeled images; choose fewer labels, or the "
                           f"supervised method")
     if given:
         split = make_split(image_set.y_train, cfg.labels, cfg.seed, info.num_classes, info.name,
-                           balanced=image_set.y_train.ndim == 1)
+                           balanced=image_set.y_train.ndim == 1, validation=cfg.validation)
     else:
         split = load_or_make_split(cfg.dataset, image_set.y_train, cfg.labels, cfg.seed,
-                                   info.num_classes)
+                                   info.num_classes, validation=cfg.validation)
     opts = speed_options(cfg, device)
     if opts["channels_last"]:
         method.to(memory_format=torch.channels_last)
@@ -97,12 +99,18 @@ def prepare(cfg: Config, device: torch.device | None = None,
             for m in (net if isinstance(net, nn.ModuleList) else [net]):
                 m.compile()
     data = StepData(image_set, split, cfg, device, weak_labels=method.weak_labels)
-    ti = _fixed_subset(len(image_set.y_test), cfg.eval_size, salt=2024)
     ki = _fixed_subset(len(split.unlabeled), cfg.track_size, salt=2025)
     unl = torch.as_tensor(split.unlabeled)[ki]
-    trainer = Trainer(cfg, method, data, image_set.x_test[ti], image_set.y_test[ti],
-                      image_set.x_train[unl], image_set.y_train[unl], image_set, device,
-                      test_index=ti, track_index=unl)
+    if cfg.validation:  # evaluated on the held-out training images; the test set is not read
+        vi = torch.as_tensor(split.held_out)[_fixed_subset(len(split.held_out), cfg.eval_size,
+                                                           salt=2024)]
+        x_eval, y_eval, eval_on = image_set.x_train[vi], image_set.y_train[vi], "validation"
+    else:
+        vi = _fixed_subset(len(image_set.y_test), cfg.eval_size, salt=2024)
+        x_eval, y_eval, eval_on = image_set.x_test[vi], image_set.y_test[vi], "test"
+    trainer = Trainer(cfg, method, data, x_eval, y_eval, image_set.x_train[unl],
+                      image_set.y_train[unl], image_set, device, test_index=vi,
+                      track_index=unl, eval_on=eval_on)
     return trainer, split
 
 

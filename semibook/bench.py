@@ -516,15 +516,17 @@ def add_parser(sub) -> None:
 def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | str | None,
                data_root: str | None = None, log: Callable[[str], None] = print) -> dict:
     """``bench --levers``: :func:`semibook.levers.lever_case` for each full-profile case,
-    written (whole, after each case) to ``out`` (default results/bench/cpu-levers.json)."""
+    written (whole, after each case) to ``out`` (default: the cache's bench/levers-cpu.json; the
+    committed report is results/bench/levers/cpu.json, written only when named)."""
     from .levers import lever_case
     cases = cases or FULL_CASES
     bad = [c for c in cases if c not in FULL_CASES]
     if bad:
         raise ConfigError(f"--levers times full-profile cases; not {', '.join(bad)}")
-    out = Path(out) if out else bench_dir() / "cpu-levers.json"
+    from .paths import cache_dir
+    out = Path(out) if out else cache_dir() / "bench" / "levers-cpu.json"
     torch.set_num_threads(1)
-    report = {"device": device_name(torch.device("cpu")), "host": host_info(),
+    report = {"kind": "levers", "device": device_name(torch.device("cpu")), "host": host_info(),
               "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
               **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "threads": 1, "cases": {}}

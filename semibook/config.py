@@ -107,7 +107,7 @@ class Config:
 
 
 # The CPU speed setting measured fastest with the loss curves inside the seed-to-seed spread
-# (``python -m semibook bench --levers``, results/bench/cpu-levers.json): bf16 autocast,
+# (``python -m semibook bench --levers``, results/bench/levers/cpu.json): bf16 autocast,
 # channels-last tensors and the fused optimizer. CUDA's "auto" is the same setting. The ``full``
 # profile takes it with its next version (a change of the numbers, so with a re-run of the
 # benchmark); until then ``--fast`` (or these overrides) opts in.

@@ -142,3 +142,47 @@ def _threads(fn: Callable[[int], Any], rounds: int, first: int, log, name: str) 
     log(f"{name:>24} threads: 1 thread {m1 * 1e3:.1f} ms, 2 threads {m2 * 1e3:.1f} ms "
         f"(x{m1 / m2:.2f}; two runs at once would need x2 to lose)")
     return res
+
+
+def levers_table(report: dict[str, Any]) -> str:
+    """A levers report as a Markdown table: per case, the reference step and each lever's
+    speed-up, compile time, evaluation's share of a run before and after, and 2 threads."""
+    names = [k for k in LEVERS if k != "reference"]
+    rows = ["| case | reference ms/step | " + " | ".join(names) + " | compile s | "
+            "evaluation share: reference → chosen | 2 threads |",
+            "|" + "---|" * (len(names) + 5)]
+    for case, c in report["cases"].items():
+        lv, ev, th = c["levers"], c.get("evaluation", {}), c.get("threads", {})
+        cells = [f"x{lv[k]['speedup']:.2f}" if k in lv else "-" for k in names]
+        comp = lv.get("compile", {}).get("compile_s")
+        share = (f"{ev['reference_share']:.1%} → {ev['share_subset_then_whole']:.1%}"
+                 if "reference_share" in ev else "-")
+        rows.append(f"| {case} | {lv['reference']['median_s'] * 1e3:,.0f} | "
+                    + " | ".join(cells)
+                    + f" | {'-' if comp is None else f'{comp:,.0f}'} | {share} | "
+                    + (f"x{th['two_thread_speedup']:.2f}" if th else "-") + " |")
+    return "\n".join(rows)
+
+
+def levers_summary(report: dict[str, Any]) -> str:
+    """In words, from the report: the chosen setting's speed-up range, the cases under 1.5x,
+    evaluation's largest share, and whether compile paid anywhere."""
+    cases = report["cases"]
+    chosen = {k: c["levers"]["chosen"]["speedup"] for k, c in cases.items()
+              if "chosen" in c["levers"]}
+    lo, hi = min(chosen, key=chosen.get), max(chosen, key=chosen.get)
+    under = [f"{k} (x{v:.2f})" for k, v in chosen.items() if v < 1.5]
+    shares = {k: c["evaluation"]["share_subset_then_whole"] for k, c in cases.items()
+              if "evaluation" in c}
+    worst = max(shares, key=shares.get) if shares else None
+    paid = [k for k, c in cases.items() if c["levers"].get("compile", {}).get("pays_within_run")]
+    text = (f"The chosen setting makes the step x{chosen[lo]:.2f} ({lo}) to x{chosen[hi]:.2f} "
+            f"({hi}) as fast as the reference; ")
+    text += (f"under x1.5: {', '.join(under)}. " if under else "every case reaches x1.5. ")
+    if worst:
+        text += (f"With intermediate evaluations on the fixed subset, evaluation takes at most "
+                 f"{shares[worst]:.1%} of a run ({worst}). ")
+    text += (f"torch.compile paid within a run for {', '.join(paid)}." if paid else
+             "torch.compile paid within a run for no case (its compile time is not won back, "
+             "or its step is not faster).")
+    return text

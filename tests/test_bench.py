@@ -183,3 +183,21 @@ def test_the_fast_setting_trains_close_to_float32(tiny):
         losses.append([float(train_step(tr, opt, s)[0]) for s in range(4)])
     assert losses[1] != losses[0]  # other kernels...
     assert losses[1] == pytest.approx(losses[0], rel=0.05)  # ...the same training
+
+
+def test_levers_table_and_summary_read_the_report():
+    from semibook.levers import levers_summary, levers_table
+
+    def case(ref, chosen, share, compile_s=30.0, pays=False):
+        return {"levers": {"reference": {"median_s": ref, "speedup": 1.0},
+                           "chosen": {"median_s": ref / chosen, "speedup": chosen},
+                           "compile": {"median_s": ref, "speedup": 1.0, "compile_s": compile_s,
+                                       "pays_within_run": pays}},
+                "evaluation": {"reference_share": 0.12, "share_subset_then_whole": share},
+                "threads": {"two_thread_speedup": 1.3}}
+    rep = {"cases": {"a-full": case(0.1, 1.8, 0.03), "b-full": case(0.2, 1.4, 0.06)}}
+    table = levers_table(rep)
+    assert "| a-full | 100 |" in table and "x1.80" in table and "12.0% → 3.0%" in table
+    text = levers_summary(rep)
+    assert "x1.40 (b-full) to x1.80 (a-full)" in text and "under x1.5: b-full (x1.40)" in text
+    assert "at most 6.0% of a run (b-full)" in text and "paid within a run for no case" in text

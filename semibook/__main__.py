@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)
             return 0
         if args.command == "bench":
+            if args.levers:  # the levers import the bench, not the other way round
+                from .levers import main as levers_main
+                return levers_main(args)
             from .bench import main as bench_main
             return bench_main(args)
         return _run(args)

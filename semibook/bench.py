@@ -513,36 +513,7 @@ def add_parser(sub) -> None:
                    help="B labeled + B unlabeled images instead of the case's own (recorded)")
 
 
-def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | str | None,
-               data_root: str | None = None, log: Callable[[str], None] = print) -> dict:
-    """``bench --levers``: :func:`semibook.levers.lever_case` for each full-profile case,
-    written (whole, after each case) to ``out`` (default: the cache's bench/levers-cpu.json; the
-    committed report is results/bench/levers/cpu.json, written only when named)."""
-    from .levers import lever_case
-    cases = cases or FULL_CASES
-    bad = [c for c in cases if c not in FULL_CASES]
-    if bad:
-        raise ConfigError(f"--levers times full-profile cases; not {', '.join(bad)}")
-    from .paths import cache_dir
-    out = Path(out) if out else cache_dir() / "bench" / "levers-cpu.json"
-    torch.set_num_threads(1)
-    report = {"kind": "levers", "device": device_name(torch.device("cpu")), "host": host_info(),
-              "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
-              **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "threads": 1, "cases": {}}
-    for name in cases:
-        report["cases"][name] = lever_case(name, rounds, warmup, data_root=data_root, log=log)
-        report["cases"][name]["load_avg"] = list(os.getloadavg())
-        _write(out, report)
-    report["load_avg_at_end"] = list(os.getloadavg())
-    _write(out, report)
-    return report
-
-
 def main(args: argparse.Namespace) -> int:
-    if args.levers:
-        run_levers(args.cases, args.rounds, args.warmup, args.out, args.data_root)
-        return 0
     extra = dict(batch_l=args.batch, batch_u=args.batch) if args.batch else {}
     if args.fast:  # our step with the chosen CPU speed setting (the reference stays as it is)
         from .config import FAST

@@ -23,13 +23,16 @@ interleaved in the same process (two 1-thread runs side by side were not timed h
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .config import FAST, Config
+from .config import FAST, Config, ConfigError
 
 LEVERS: dict[str, dict[str, Any]] = {
     "reference": {}, "channels_last": dict(channels_last="on"), "bf16": dict(precision="bf16"),
@@ -186,3 +189,37 @@ def levers_summary(report: dict[str, Any]) -> str:
              "torch.compile paid within a run for no case (its compile time is not won back, "
              "or its step is not faster).")
     return text
+
+
+def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | str | None,
+               data_root: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """``bench --levers``: :func:`semibook.levers.lever_case` for each full-profile case,
+    written (whole, after each case) to ``out`` (default: the cache's bench/levers-cpu.json; the
+    committed report is results/bench/levers/cpu.json, written only when named)."""
+    from .bench import FULL_CASES, _write
+    from .engine.results import _git_commit, _versions
+    from .engine.seed import device_name, host_info
+    from .paths import cache_dir
+    cases = cases or FULL_CASES
+    bad = [c for c in cases if c not in FULL_CASES]
+    if bad:
+        raise ConfigError(f"--levers times full-profile cases; not {', '.join(bad)}")
+    out = Path(out) if out else cache_dir() / "bench" / "levers-cpu.json"
+    torch.set_num_threads(1)
+    report = {"kind": "levers", "device": device_name(torch.device("cpu")), "host": host_info(),
+              "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
+              **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "threads": 1, "cases": {}}
+    for name in cases:
+        report["cases"][name] = lever_case(name, rounds, warmup, data_root=data_root, log=log)
+        report["cases"][name]["load_avg"] = list(os.getloadavg())
+        _write(out, report)
+    report["load_avg_at_end"] = list(os.getloadavg())
+    _write(out, report)
+    return report
+
+
+def main(args) -> int:
+    """``python -m semibook bench --levers`` (the bench's options)."""
+    run_levers(args.cases, args.rounds, args.warmup, args.out, args.data_root)
+    return 0

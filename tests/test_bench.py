@@ -165,7 +165,10 @@ def test_levers_are_timed_interleaved_and_the_chosen_setting_is_applied(tiny, mo
     assert res["levers"]["chosen"]["change"] == sb.config.FAST
     ev = res["evaluation"]
     assert 0 < ev["eval_subset"] < ev["test_images"]
-    assert 0 < ev["share_subset_then_whole"] <= ev["share_whole_every_time"] < 1
+    n, k, step = res["run_steps"], res["evaluations"], res["levers"]["chosen"]["median_s"]
+    ev_time = (k - 1) * ev["chosen_subset_s"] + ev["chosen_whole_s"]
+    assert ev["share_subset_then_whole"] == pytest.approx(ev_time / (n * step + ev_time))
+    assert 0 < ev["share_subset_then_whole"] < 1 and 0 < ev["share_whole_every_time"] < 1
     assert res["threads"]["two_thread_speedup"] > 0 and len(logs) == 5
     cfg = sb.make_config("supervised", "fashion-mnist", 20, 0, "smoke", **sb.config.FAST)
     assert speed_options(cfg, torch.device("cpu")) == {

@@ -1,3 +1,4 @@
+import dataclasses
 import pytest
 import torch
 
@@ -120,3 +121,42 @@ def test_guessed_label_accuracy_reads_the_hidden_labels_and_leaves_the_loss_alon
     # reference loader) there is none
     _, again, logs = step(None)
     assert torch.equal(loss, again) and "guess_acc" not in logs
+
+
+BURN_IN_SUPERVISED = {  # what a step's loss is while the unlabeled terms are off
+    "mixmatch": lambda t, hp: t["loss_x"],
+    "mean_teacher": lambda t, hp: t["loss_sup"],
+    "cps": lambda t, hp: t["loss_sup"],
+    "dual_teacher": lambda t, hp: t["loss_sup"],
+    "soft_teacher": lambda t, hp: t["loss_sup"],
+    "adversarial": lambda t, hp: t["loss_ce"] + hp["lambda_adv"] * t["loss_adv"],
+    "dual_branch_teacher": lambda t, hp: t["loss_sup"] + hp["lambda_weak"] * t["loss_weak"],
+}
+
+
+@pytest.mark.parametrize("method", list(BURN_IN_SUPERVISED))
+def test_a_burn_in_trains_on_labels_alone_then_the_unlabeled_term_starts(method, tiny,
+                                                                         tiny_scenes):
+    """hparams burn_in: for its steps the loss is the supervised part alone (the unlabeled
+    term computed for the read-outs but weighted 0); from its end the term counts."""
+    from semibook.engine.schedules import unlabeled_ramp
+    seg = method not in ("mixmatch", "mean_teacher")
+    data = tiny_scenes if seg else tiny
+    cfg = sb.make_config(method, "fashion-scenes" if seg else "fashion-mnist",
+                         16 if seg else 20, 0, "smoke", **data)
+    # every pseudo label kept (an untrained network is confident nowhere), so the term is not 0
+    keep_all = {"tau": 0.0} if "tau" in cfg.hparams else {}
+    cfg = dataclasses.replace(cfg, hparams={**cfg.hparams, "burn_in": 2, "rampup_steps": 0,
+                                            **keep_all})
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    assert [unlabeled_ramp(cfg, s) for s in range(4)] == [0.0, 0.0, 1.0, 1.0]
+    for step, off in ((1, True), (2, False)):
+        batch = tr.data.batch(step, tr.method.views_l, tr.method.views_u,
+                              tr.method.labels_extra)
+        tr.method.train()
+        loss, terms = tr.method.training_step(batch, step)
+        sup = BURN_IN_SUPERVISED[method](terms, cfg.hparams)
+        if off:
+            assert float(loss) == pytest.approx(float(sup), rel=1e-6), step
+        else:
+            assert abs(float(loss) - float(sup)) > 1e-6, step

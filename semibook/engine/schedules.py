@@ -33,6 +33,30 @@ def frac_steps(cfg, key: str) -> int:
     return max(1, round(cfg.steps * cfg.hparams[key]))
 
 
+def ramp_length(cfg) -> int:
+    """The unlabeled weight's ramp-up in steps: ``hparams["rampup_steps"]`` (absolute, the
+    short schedules') where given, else ``rampup_frac`` of training (the official recipes'
+    fraction), else none."""
+    hp = cfg.hparams
+    if hp.get("rampup_steps") is not None:
+        return int(hp["rampup_steps"])
+    return frac_steps(cfg, "rampup_frac") if "rampup_frac" in hp else 0
+
+
+def unlabeled_ramp(cfg, step: int, shape: str = "linear") -> float:
+    """The factor on a method's unlabeled (pseudo-label or consistency) loss at ``step``: 0
+    for the first ``hparams["burn_in"]`` steps (supervised-only training first, the remedy
+    where a term assumes a network that already predicts: Soft Teacher's and the dual-branch
+    teacher's pseudo labels, CPS's, on randomly initialised networks), then the ramp-up
+    (:func:`ramp_length`, ``shape`` linear or sigmoid) counted from the burn-in's end, then 1.
+    Without either hyper-parameter it is 1 from step 0."""
+    burn = int(cfg.hparams.get("burn_in", 0) or 0)
+    if step < burn:
+        return 0.0
+    ramp = linear_rampup if shape == "linear" else sigmoid_rampup
+    return ramp(step - burn, ramp_length(cfg))
+
+
 def lr_factor(cfg, step: int) -> float:
     if cfg.lr_schedule == "constant":
         return 1.0

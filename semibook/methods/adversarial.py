@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..engine.schedules import unlabeled_ramp
 from ..losses import masked_bce_with_logits, masked_cross_entropy
 from ..models import FCDiscriminator
 from .base import SemiMethod
@@ -59,7 +60,10 @@ class Adversarial(SemiMethod):
         super().__init__(cfg, spec)
         self.D = FCDiscriminator(spec.num_classes)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.hp["lr_d"], betas=(0.9, 0.99))
-        self.semi_start = round(cfg.steps * self.hp["semi_start_frac"])
+        # the official semi_start (5,000 of 20,000 steps): hparams semi_start in absolute steps
+        # where a short schedule sets it, else that fraction of training
+        self.semi_start = int(self.hp["semi_start"]) if self.hp.get("semi_start") is not None \
+            else round(cfg.steps * self.hp["semi_start_frac"])
         self._fake = None
 
     def training_step(self, batch, step):
@@ -74,7 +78,8 @@ class Adversarial(SemiMethod):
         loss_adv = masked_bce_with_logits(self.D(p_l), 1.0, valid_l)
         d_u = self.D(p_u)
         loss_adv_u = masked_bce_with_logits(d_u, 1.0)
-        loss = loss_ce + hp["lambda_adv"] * loss_adv + hp["lambda_adv_u"] * loss_adv_u
+        w_u = unlabeled_ramp(self.cfg, step)  # 0 during a burn-in (hparams burn_in)
+        loss = loss_ce + hp["lambda_adv"] * loss_adv + hp["lambda_adv_u"] * w_u * loss_adv_u
 
         with torch.no_grad():
             conf = torch.sigmoid(d_u.float())[:, 0]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.mixing import box_masks, mix_with_mask
+from ..engine.schedules import unlabeled_ramp
 from ..losses import ohem_cross_entropy
 from .base import SemiMethod
 from .supervised import segmentation_recipe
@@ -86,7 +87,7 @@ class CPS(SemiMethod):
                 y1, y2 = logits1.argmax(1), logits2.argmax(1)
         start = len(x_l) - n_l
         loss_cps = self.ce(logits1[start:], y2) + self.ce(logits2[start:], y1)
-        loss = loss_sup + self.hp["lambda_cps"] * loss_cps
+        loss = loss_sup + self.hp["lambda_cps"] * unlabeled_ramp(self.cfg, step) * loss_cps
         return loss, {"loss_sup": loss_sup.detach(), "loss_cps": loss_cps.detach()}
 
     def trainable_parameters(self):

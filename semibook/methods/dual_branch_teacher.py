@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.transforms import strong_photometric
+from ..engine.schedules import unlabeled_ramp
 from ..models import ema_copy
 from .base import StudentTeacher
 from .dual_branch import DualBranch
@@ -70,7 +71,8 @@ class DualBranchTeacher(StudentTeacher, DualBranch):
         loss_strong, loss_weak, logits_s = self.branch_losses(batch, x_s)
         ce = F.cross_entropy(logits_s.float(), y_u, reduction="none")
         loss_u = (ce * keep).mean()
-        loss = loss_strong + hp["lambda_weak"] * loss_weak + hp["lambda_u"] * loss_u
+        loss = (loss_strong + hp["lambda_weak"] * loss_weak
+                + hp["lambda_u"] * unlabeled_ramp(self.cfg, step) * loss_u)
         return loss, {"loss_sup": loss_strong.detach(), "loss_weak": loss_weak.detach(),
                       "loss_u": loss_u.detach(), "keep_share": keep.float().mean()}
 

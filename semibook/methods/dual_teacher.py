@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from ..data.mixing import classmix_masks, cutmix_boxes, mix_with_mask
 from ..data.transforms import strong_photometric
+from ..engine.schedules import unlabeled_ramp
 from ..models import ema_copy
 from .base import SemiMethod
 from .supervised import segmentation_recipe
@@ -136,7 +137,8 @@ class DualTeacher(SemiMethod):
         keep = (conf >= hp["tau"]).float()
         loss_ic = (F.cross_entropy(logits_ic.float(), y_pseudo, reduction="none") * keep).mean()
 
-        loss = loss_sup + loss_mix + hp["lambda_ic"] * loss_ic
+        w_u = unlabeled_ramp(self.cfg, step)  # 0 during a burn-in (hparams burn_in)
+        loss = loss_sup + w_u * loss_mix + hp["lambda_ic"] * w_u * loss_ic
         return loss, {"loss_sup": loss_sup.detach(), "loss_mix": loss_mix.detach(),
                       "loss_ic": loss_ic.detach(), "conf_share": share.detach(),
                       "teacher": float(turn % 2), "classmix": float(kind == "classmix")}

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.transforms import gaussian_noise, strong_photometric
-from ..engine.schedules import frac_steps, sigmoid_rampup
+from ..engine.schedules import ramp_length, unlabeled_ramp
 from ..losses import softmax_mse
 from ..models import ema_copy, frozen_bn_stats
 from ..tracking import guess_accuracy
@@ -81,7 +81,8 @@ class MeanTeacher(SemiMethod):
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)
         self.teacher = ema_copy(self.model)
-        self.rampup_steps = frac_steps(cfg, "rampup_frac")
+        # the EMA decay switches when the consistency weight has ramped up (after a burn-in)
+        self.rampup_steps = int(self.hp.get("burn_in", 0) or 0) + ramp_length(cfg)
         if self.hp.get("pooled_batches"):
             from ..data import dataset_info
             self.label_share = cfg.labels / dataset_info(cfg.dataset).train_size
@@ -105,7 +106,7 @@ class MeanTeacher(SemiMethod):
 
         loss_sup = F.cross_entropy(logits_s[:B].float(), batch.y_l)
         loss_cons = softmax_mse(logits_s, p_t)
-        w = hp["consistency"] * sigmoid_rampup(step, self.rampup_steps)
+        w = hp["consistency"] * unlabeled_ramp(self.cfg, step, "sigmoid")
         loss = loss_sup + w * loss_cons
         terms = {"loss_sup": loss_sup.detach(), "loss_cons": loss_cons.detach(), "w_cons": w}
         acc = guess_accuracy(p_t[B:], batch.y_u)  # the teacher's labels; hidden: read-out only
@@ -126,7 +127,7 @@ class MeanTeacher(SemiMethod):
         loss_sup = F.cross_entropy(logits_s.float(), batch.y_l, ignore_index=-1,
                                    reduction="sum") / n
         loss_cons = softmax_mse(logits_s, p_t)
-        w = hp["consistency"] * self.label_share * sigmoid_rampup(step, self.rampup_steps)
+        w = hp["consistency"] * self.label_share * unlabeled_ramp(self.cfg, step, "sigmoid")
         unl = batch.y_l < 0
         terms = {"loss_sup": loss_sup.detach(), "loss_cons": loss_cons.detach(), "w_cons": w,
                  "labeled_share": (~unl).float().mean()}
@@ -145,7 +146,7 @@ class MeanTeacher(SemiMethod):
         loss_sup = F.cross_entropy(logits[:B].float(), batch.y_l,
                                    ignore_index=self.spec.ignore_index)
         loss_cons = softmax_mse(logits[B:], p_t)
-        w = self.hp["consistency"] * sigmoid_rampup(step, self.rampup_steps)
+        w = self.hp["consistency"] * unlabeled_ramp(self.cfg, step, "sigmoid")
         return loss_sup + w * loss_cons, {"loss_sup": loss_sup.detach(),
                                           "loss_cons": loss_cons.detach(), "w_cons": w}
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.mixing import interleave, mixup, mixup_weight
-from ..engine.schedules import frac_steps, linear_rampup
+from ..engine.schedules import unlabeled_ramp
 from ..losses import sharpen, soft_cross_entropy, softmax_mse
 from ..models import frozen_bn_stats
 from ..tracking import guess_accuracy
@@ -43,7 +43,6 @@ class MixMatch(SemiMethod):
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)
         self.views_u = int(self.hp["K"])
-        self.rampup_steps = frac_steps(cfg, "rampup_frac")
         if cfg.batch_l != cfg.batch_u:
             raise ValueError("MixMatch interleaves labeled and unlabeled batches: batch_l must "
                              "equal batch_u")
@@ -75,7 +74,7 @@ class MixMatch(SemiMethod):
         logits = torch.cat(self.forward_interleaved(list(x_mix.split(B))))
         loss_x = soft_cross_entropy(logits[:B], y_mix[:B])
         loss_u = softmax_mse(logits[B:], y_mix[B:])
-        lambda_u = hp["lambda_u"] * linear_rampup(step, self.rampup_steps)
+        lambda_u = hp["lambda_u"] * unlabeled_ramp(self.cfg, step)
         loss = loss_x + lambda_u * loss_u
         terms = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "lambda_u": lambda_u,
                  "lam": float(lam.mean())}

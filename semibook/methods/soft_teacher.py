@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.transforms import strong_photometric
+from ..engine.schedules import unlabeled_ramp
 from ..models import ema_copy
 from .base import SemiMethod, StudentTeacher
 from .supervised import segmentation_recipe
@@ -86,6 +87,6 @@ class SoftTeacher(StudentTeacher, SemiMethod):
         loss_sup = F.cross_entropy(logits[:B].float(), batch.y_l,
                                    ignore_index=self.spec.ignore_index)
         loss_u, reads = soft_background_loss(logits[B:], p_t, hp["tau"])
-        loss = loss_sup + hp["unsup_weight"] * loss_u
+        loss = loss_sup + hp["unsup_weight"] * unlabeled_ramp(self.cfg, step) * loss_u
         return loss, {"loss_sup": loss_sup.detach(), "loss_u": loss_u.detach(),
                       **{k: v.detach() for k, v in reads.items()}}

@@ -86,6 +86,11 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     q.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     q.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
     q.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("tune", help="the hyper-parameter sweep (seed 0, the smallest split, "
+                       "scored on held-out training images) into results/tuning/")
+    t.add_argument("task", choices=("classification", "segmentation"))
+    t.add_argument("--methods", nargs="+", default=None, help="only these methods' trials")
+    t.add_argument("--quiet", action="store_true")
     c = sub.add_parser("calibrate", help="the full profile's calibration runs (seed 0) of each "
                        "candidate size, into results/calibration/")
     c.add_argument("task", choices=("classification", "segmentation"))
@@ -245,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "tune":
+            from .tuning import tune
+            tune(args.task, args.methods, progress=not args.quiet)
+            return 0
         if args.command == "calibrate":
             from .calibration import calibrate
             calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)

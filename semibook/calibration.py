@@ -91,8 +91,7 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
               progress: bool = False) -> None:
     """Run every missing calibration run of ``task`` (resuming interrupted ones); ``methods``
     keeps only the runs of those methods."""
-    from .engine.checkpoint import atomic_write_text
-    from .engine.fit import fit
+    from .engine.run import run_to_file
 
     for cand in candidates or CANDIDATES[task]:
         for method, labels in runs(task):
@@ -102,15 +101,11 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
             if result(task, cand, method, labels) is not None:
                 echo(f"done     {cand}: {method} {labels}")
                 continue
-            cfg = config(task, cand, method, labels)
             run_dir = runs_dir() / "calibration" / task / _slug(cand) / f"{method}-{labels}"
-            resume = (run_dir / "checkpoint.pt").exists()
-            echo(f"{'resuming' if resume else 'training'} {cand}: {method} {labels}")
-            res = fit(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
-            if res.get("finished"):
-                res["candidate"] = cand
-                out.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(out, json.dumps(res, indent=1) + "\n")
+            echo(f"{'resuming' if (run_dir / 'checkpoint.pt').exists() else 'training'} "
+                 f"{cand}: {method} {labels}")
+            run_to_file(config(task, cand, method, labels), run_dir, out, {"candidate": cand},
+                        progress)
 
 
 def result(task: str, candidate: str, method: str, labels: int) -> dict[str, Any] | None:

@@ -35,3 +35,49 @@ def test_calibration_table_reads_every_role(tmp_path, monkeypatch):
     assert [r["candidate"] for r in rows] == list(cal.CANDIDATES["segmentation"])
     md = cal.markdown("segmentation", rows[-1]["candidate"])
     assert "**(chosen)**" in md and md.count("\n| ") == len(rows)
+
+
+def test_every_method_gets_as_many_trials_as_the_supervised_baseline():
+    from semibook.tuning import SWEEPS
+    for task, methods in SWEEPS.items():
+        n = len(methods["supervised"])
+        assert {m: len(t) for m, t in methods.items()} == {m: n for m in methods}, task
+
+
+def test_tuning_trials_are_scored_on_held_out_training_images_and_the_first_is_official():
+    from semibook.tuning import LABELS, SWEEPS, VALIDATION, config
+    for task, methods in SWEEPS.items():
+        for method, trials in methods.items():
+            first, *rest = trials
+            official = sb.make_config(method, {"classification": "fashion-mnist",
+                                               "segmentation": "fashion-scenes"}[task],
+                                      LABELS[task], 0, "full")
+            cfg = config(task, method, first)
+            assert cfg.validation == VALIDATION[task] and cfg.labels == LABELS[task]
+            assert cfg.hparams == official.hparams and cfg.lr == official.lr
+            for trial in rest:  # each other trial changes something
+                assert config(task, method, trial).to_dict() != cfg.to_dict(), trial
+
+
+def test_tune_writes_one_results_file_per_trial_and_the_table_marks_the_best(tiny, monkeypatch,
+                                                                             tmp_path):
+    from semibook import tuning
+    sweeps = {"classification": {"supervised": {"as is": {}, "lr 0.004": dict(lr=0.004)}}}
+    monkeypatch.setattr(tuning, "SWEEPS", sweeps)
+    monkeypatch.setattr(tuning, "LABELS", {"classification": 20})
+    monkeypatch.setattr(tuning, "VALIDATION", {"classification": 50})
+    real = tuning.make_config
+    monkeypatch.setattr(tuning, "make_config", lambda *a, **kw: real(
+        *a[:4], "smoke", **{**kw, **tiny, "steps": 4, "eval_every": 2}))
+    lines = []
+    tuning.tune("classification", echo=lines.append)
+    assert lines == ["training supervised: as is", "training supervised: lr 0.004"]
+    res = tuning.result("classification", "supervised", "lr 0.004")
+    assert res["trial"] == "lr 0.004" and res["config"]["validation"] == 50
+    rows = tuning.table("classification")
+    best = max(rows, key=lambda r: r["last"])
+    assert [r["chosen"] for r in rows] == [r is best for r in rows]
+    assert "(chosen)" in tuning.markdown("classification")
+    lines.clear()
+    tuning.tune("classification", echo=lines.append)  # nothing left to run
+    assert lines == ["done     supervised: as is", "done     supervised: lr 0.004"]

@@ -216,10 +216,57 @@ def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | st
         _write(out, report)
     report["load_avg_at_end"] = list(os.getloadavg())
     _write(out, report)
+    report["out"] = str(out)
     return report
 
 
+def _write_report(report: dict[str, Any], out: Path | str | None) -> None:
+    from .bench import _write
+    _write(Path(report["out"]), {k: v for k, v in report.items() if k != "out"})
+
+
 def main(args) -> int:
-    """``python -m semibook bench --levers`` (the bench's options)."""
-    run_levers(args.cases, args.rounds, args.warmup, args.out, args.data_root)
+    """``python -m semibook bench --levers`` (the bench's options); with ``--curve STEPS``,
+    the chosen setting's loss curves against the reference's (:func:`precision_curves`),
+    added to the report."""
+    report = run_levers(args.cases, args.rounds, args.warmup, args.out, args.data_root)
+    if args.curve:
+        for name in report["cases"]:
+            c = precision_curves(name, args.curve, data_root=args.data_root)
+            report["cases"][name]["curves"] = c
+            print(f"{name:>24} loss curves over {args.curve} steps: chosen vs reference "
+                  f"{c['chosen_vs_reference_gap']:.4f}, seed to seed {c['seed_to_seed_gap']:.4f}"
+                  f" ({'within' if c['within_seed_spread'] else 'OUTSIDE'} the seed spread)")
+            _write_report(report, args.out)
     return 0
+
+
+def precision_curves(name: str, steps: int = 500, seeds=(0, 1), quick: bool = False,
+                     data_root: str | None = None) -> dict[str, Any]:
+    """Does the chosen setting train the same model? The case trained ``steps`` steps with
+    the reference options and with :data:`FAST`, on the engine's own batches (the same images
+    and augmentations for a seed), for each seed. The setting passes when the mean gap between
+    the two paths' smoothed loss curves (same seed) is no larger than the gap between two seeds
+    of the same path."""
+    import numpy as np
+
+    from .bench import _setup, case_config, reference_config
+    from .engine.step import train_step
+    curves: dict[str, dict[int, list[float]]] = {"reference": {}, "chosen": {}}
+    for seed in seeds:
+        cfg, image_set = case_config(name, quick, data_root, seed=seed)
+        cfg = dataclasses.replace(reference_config(cfg), steps=max(cfg.steps, steps))
+        for path, change in (("reference", {}), ("chosen", FAST)):
+            trainer, opt = _setup(dataclasses.replace(cfg, **change), image_set,
+                                  torch.device("cpu"))
+            losses = [train_step(trainer, opt, s)[0] for s in range(steps)]
+            curves[path][seed] = torch.stack(losses).float().tolist()
+    window = max(1, steps // 20)
+    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")  # noqa: E731
+    gap = lambda a, b: float(np.mean(np.abs(smooth(a) - smooth(b))))  # noqa: E731
+    path_gap = statistics.mean(gap(curves["chosen"][s], curves["reference"][s]) for s in seeds)
+    seed_gap = statistics.mean(gap(curves[p][seeds[0]], curves[p][seeds[1]]) for p in curves)
+    return {"steps": steps, "seeds": list(seeds), "smoothing_window": window,
+            "chosen_vs_reference_gap": path_gap, "seed_to_seed_gap": seed_gap,
+            "within_seed_spread": path_gap <= seed_gap,
+            "curves": {p: {str(s): v for s, v in c.items()} for p, c in curves.items()}}

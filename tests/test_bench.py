@@ -204,3 +204,17 @@ def test_levers_table_and_summary_read_the_report():
     text = levers_summary(rep)
     assert "x1.40 (b-full) to x1.80 (a-full)" in text and "under x1.5: b-full (x1.40)" in text
     assert "at most 6.0% of a run (b-full)" in text and "paid within a run for no case" in text
+
+
+def test_precision_curves_compare_the_chosen_setting_with_the_reference_on_the_same_batches(tiny):
+    import numpy as np
+    from semibook.levers import precision_curves
+    c = precision_curves("supervised-full", steps=6, quick=True, data_root=tiny["data_root"])
+    ref, fast = c["curves"]["reference"], c["curves"]["chosen"]
+    assert set(ref) == set(fast) == {"0", "1"} and all(len(v) == 6 for v in ref.values())
+    assert ref["0"] != fast["0"]  # bf16 arithmetic...
+    # ...on the same batches: the first step's loss (before any update) agrees to bf16 precision
+    assert fast["0"][0] == pytest.approx(ref["0"][0], rel=2e-2)
+    gap = np.mean([np.mean(np.abs(np.array(fast[s]) - np.array(ref[s]))) for s in ("0", "1")])
+    assert c["chosen_vs_reference_gap"] == pytest.approx(gap)  # window 1 at 6 steps
+    assert c["within_seed_spread"] == (c["chosen_vs_reference_gap"] <= c["seed_to_seed_gap"])

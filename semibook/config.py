@@ -104,6 +104,24 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+# The fields every config semibook has written holds (config.json, results files, checkpoints)
+IDENTITY = ("method", "dataset", "labels", "seed", "profile", "steps", "hparams")
+
+
+def is_semibook_config(d: Any) -> bool:
+    """Whether ``d`` (a parsed config.json) is a config semibook wrote: a JSON object whose
+    keys are all :class:`Config` fields (of this version or an earlier one, which lacked some),
+    holding the identity fields with values of their types."""
+    if not isinstance(d, dict) or not set(IDENTITY) <= set(d):
+        return False
+    if not set(d) <= {f.name for f in dataclasses.fields(Config)}:
+        return False
+    return (all(isinstance(d[k], str) for k in ("method", "dataset", "profile"))
+            and all(isinstance(d[k], int) and not isinstance(d[k], bool)
+                    for k in ("labels", "seed", "steps"))
+            and isinstance(d["hparams"], dict))
+
+
 # Engine sizes per task and profile. The method's recipe (``Method.recipe``) adds its own values.
 PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "classification": {

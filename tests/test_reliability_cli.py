@@ -42,13 +42,18 @@ ENV_DIRS = ("SEMIBOOK_RUNS", "SEMIBOOK_RESULTS", "SEMIBOOK_SPLITS", "SEMIBOOK_CA
 
 # main() after installing a fault: --nan-at all|S,S (the supervised loss is NaN at those
 # steps), --full-disk NAME (fsync of NAME's temporary file fails with ENOSPC, as a full disk
-# makes a write fail), --read-only DIR (opening a file under DIR for writing fails with EROFS).
+# makes a write fail), --read-only DIR (opening a file under DIR for writing fails with EROFS),
+# --file-limit BYTES (no file may grow past BYTES: every write beyond fails, as on a full disk).
 DRIVER = """
 import builtins, errno, os, sys
 args = sys.argv[1:]
-while args[0] in ("--nan-at", "--full-disk", "--read-only"):
+while args[0] in ("--nan-at", "--full-disk", "--read-only", "--file-limit"):
     kind, arg, args = args[0], args[1], args[2:]
-    if kind == "--nan-at":
+    if kind == "--file-limit":
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(arg), resource.RLIM_INFINITY))
+    elif kind == "--nan-at":
         from semibook.methods.supervised import Supervised
         orig = Supervised.training_step
         def step(self, batch, s, orig=orig, arg=arg):
@@ -58,8 +63,9 @@ while args[0] in ("--nan-at", "--full-disk", "--read-only"):
         Supervised.training_step = step
     elif kind == "--full-disk":
         real_fsync = os.fsync
-        def fsync(fd, name=arg + ".tmp"):
-            if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == name:
+        def fsync(fd, name=arg + "."):
+            base = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+            if base.startswith(name) and base.endswith(".tmp"):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real_fsync(fd)
         os.fsync = fsync
@@ -171,6 +177,17 @@ def _files_without_config(tmp, ctx):
     return d, ["--run-dir", d]
 
 
+def _files_without_config_overwrite(tmp, ctx):
+    d, args = _files_without_config(tmp, ctx)
+    return d, [*args, "--overwrite"]
+
+
+def _marked_files_without_config(tmp, ctx):
+    d, args = _files_without_config(tmp, ctx)
+    (d / rundir.MARKER).write_text(rundir.MARKER_TEXT)
+    return d, args
+
+
 def _crafted_cifar(tmp, ctx):
     root = tmp / "cifar"
     shutil.copytree(ctx["cifar"], root)
@@ -237,9 +254,15 @@ CASES = {
     # 1. --overwrite deletes only what semibook wrote, so it refuses a folder of the user's
     "overwrite-user-folder": Case(_user_folder, 2, ("mine", "did not write", "data.csv",
                                                     "--run-dir")),
-    # 2. semibook's files without config.json: whose run they are is unknown
-    "run-files-without-config": Case(_files_without_config, 2, ("no config.json",
-                                                                "--overwrite")),
+    # 2. semibook's file names without its marker or config.json: whose they are is unknown,
+    # and --overwrite is refused too (issue 28: names alone never make a folder semibook's)
+    "run-files-without-config": Case(_files_without_config, 2, (
+        "neither semibook's marker semibook-run.json", "another --run-dir")),
+    "run-files-without-config-overwrite": Case(_files_without_config_overwrite, 2, (
+        "neither semibook's marker semibook-run.json", "another --run-dir")),
+    # 2. in a folder with the marker, the same files are semibook's: --overwrite starts again
+    "marked-run-files-without-config": Case(_marked_files_without_config, 2, (
+        "no config.json", "--overwrite"), early=False),
     # 3. a crafted CIFAR-10 batch is refused without running its code
     "crafted-cifar-batch": Case(_crafted_cifar, 2, ("data_batch_1", "posix.system",
                                                     "replace it")),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..checks import ConfigError
+from ..files import atomic_write_text
 from ..paths import splits_dir
 
 
@@ -67,11 +67,9 @@ def write_split(split: Split, path: Path) -> Path:
     payload = {"dataset": split.dataset, "labels": split.labels, "seed": split.seed,
                "train_size": split.train_size, "labeled": split.labeled.tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a temporary name of this process's own: under torchrun every rank draws the same split and
+    # a temporary file of this writer's own: under torchrun every rank draws the same split and
     # writes it, and a shared temporary file would be renamed away under another rank
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload) + "\n")
     split.path, split.sha256 = path, file_sha256(path)
     return path
 

@@ -138,9 +138,9 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     lock = rundir.claim(run_dir, resume, overwrite, differs) if ranks.main else None
     try:
         return _train(cfg, trainer, split, run_dir, resume, ranks, device, progress, stop_after)
-    except OSError as e:  # a full disk under the history's appends: name the folder at least
-        if e.filename is None:
-            e.filename = str(run_dir)
+    except OSError as e:  # a full disk under the history's appends (every other write of the
+        if e.filename is None and not isinstance(e, BrokenPipeError):  # run names its file)
+            e.filename = str(run_dir / "history.jsonl")
         raise
     finally:
         if lock is not None:

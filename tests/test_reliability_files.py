@@ -1,0 +1,179 @@
+"""Issue 28, the user's files: nothing is written or read through a link out of a run folder,
+a folder is semibook's only by its marker or a config that semibook wrote (never by file names
+alone), a disk that fills at any moment ends in one line naming the file, and writers of one
+path each write whole files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from semibook.engine import rundir
+from semibook.engine.checkpoint import load_checkpoint
+from tests.test_reliability_cli import RUN, cli, one_line, snapshot, stopped_run  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _users_file(tmp: Path) -> Path:
+    f = tmp / "thesis.txt"
+    f.write_text("three years of work\n")
+    return f
+
+
+@pytest.mark.parametrize("name", [rundir.LOCK, "checkpoint.pt", "history.jsonl",
+                                  "config.json", "results.json"])
+def test_a_run_folder_file_that_is_a_link_is_refused(name, tmp_path, stopped_run, fake_fashion):
+    run, mine = tmp_path / "run", _users_file(tmp_path)
+    shutil.copytree(stopped_run, run)
+    (run / name).unlink(missing_ok=True)
+    (run / name).symlink_to(mine)
+    for extra in (["--resume"], ["--overwrite"]):
+        line = one_line(cli([*RUN, "--data-root", fake_fashion, "--run-dir", run, *extra],
+                            tmp_path), 2)
+        assert f"{run / name} is a symbolic link (to {mine})" in line and "--run-dir" in line
+        assert mine.read_text() == "three years of work\n" and (run / name).is_symlink()
+
+
+def test_a_lone_lock_link_in_a_new_folder_is_refused(tmp_path, fake_fashion):
+    run, mine = tmp_path / "run", _users_file(tmp_path)
+    run.mkdir()
+    (run / rundir.LOCK).symlink_to(mine)
+    line = one_line(cli([*RUN, "--data-root", fake_fashion, "--run-dir", run], tmp_path), 2)
+    assert "symbolic link" in line and mine.read_text() == "three years of work\n"
+
+
+def test_a_users_config_and_results_are_not_a_run_folder(tmp_path, fake_fashion):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "config.json").write_text('{"lr": 0.1, "model": "resnet"}\n')
+    (d / "results.json").write_text('{"acc": 0.93}\n')
+    before = snapshot(d)
+    for extra in ([], ["--resume"], ["--overwrite"]):
+        line = one_line(cli([*RUN, "--data-root", fake_fashion, "--run-dir", d, *extra],
+                            tmp_path), 2)
+        assert "neither semibook's marker" in line and "--overwrite" not in line, line
+        assert snapshot(d) == before
+
+
+def test_a_users_lock_named_file_is_left_alone(tmp_path, fake_fashion):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / rundir.LOCK).write_text("my lock notes\n")
+    line = one_line(cli([*RUN, "--data-root", fake_fashion, "--run-dir", d], tmp_path), 2)
+    assert f"{d / rundir.LOCK} is not a semibook lock file" in line
+    assert (d / rundir.LOCK).read_text() == "my lock notes\n"
+
+
+def test_torn_temporary_files_of_a_killed_process_are_removed_on_resume(tmp_path, stopped_run,
+                                                                        fake_fashion):
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    (run / "checkpoint.pt.k3x9_q.tmp").write_bytes(b"torn")
+    (run / "history.jsonl.tmp").write_bytes(b"torn")  # an earlier version's single name
+    r = cli([*RUN, "--data-root", fake_fashion, "--run-dir", run, "--resume"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("limit", [40, 600, 100_000])
+def test_a_disk_that_fills_at_any_moment_is_one_line_naming_the_file(limit, tmp_path,
+                                                                     fake_fashion):
+    """No file may grow past ``limit`` bytes (the split file and the marker, config.json, the
+    1.3 MB checkpoint in turn fail): one line naming the file, exit 2, no temporary file, and
+    ``--resume`` advised only where the run folder holds the run."""
+    run = tmp_path / "run"
+    r = cli([*RUN, "--data-root", fake_fashion, "--run-dir", run], tmp_path,
+            ("--file-limit", str(limit)))
+    line = one_line(r, 2)
+    assert "File too large" in line and "Traceback" not in line and "enforce fail" not in line
+    named = line.removeprefix("error: ").split(": ")[0]
+    assert Path(named).is_absolute() and Path(named).parent.is_dir(), line
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+    if (run / rundir.MARKER).exists():
+        assert "--resume" in line
+    else:
+        assert "--resume" not in line and "run the command again" in line
+    if limit == 100_000:  # the checkpoint's own write: torch.save's error, made the disk's
+        assert named == str(run / "checkpoint.pt") and not (run / "checkpoint.pt").exists()
+        r = cli([*RUN, "--data-root", fake_fashion, "--run-dir", run, "--resume"], tmp_path)
+        assert r.returncode == 0, r.stderr  # the advice works once the disk has room
+        assert load_checkpoint(run / "checkpoint.pt")["step"] == 4
+
+
+WRITER = """
+import sys
+from semibook.engine.checkpoint import atomic_write_text
+path, mark = sys.argv[1], sys.argv[2]
+for i in range(300):
+    atomic_write_text(path, mark * 5000 + "\\n")
+print("ok")
+"""
+
+
+def test_two_writers_of_one_path_both_succeed_and_the_file_is_whole(tmp_path):
+    out = tmp_path / "results.json"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(out), m], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for m in "ab"]
+    for p in procs:
+        o, e = p.communicate(timeout=120)
+        assert p.returncode == 0 and o.strip() == "ok", e[-500:]
+    assert out.read_text() in ("a" * 5000 + "\n", "b" * 5000 + "\n")
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_sigterm_is_taken_as_ctrl_c_is(tmp_path, fake_fashion):
+    """``kill`` stops the run at the end of the step: one line naming the last checkpoint,
+    status 143, and ``--resume`` continues."""
+    import signal
+    import time
+    from tests.test_reliability_cli import run_args
+    run = tmp_path / "run"
+    p = cli([*run_args(100000, 1), "--data-root", fake_fashion, "--run-dir", run], tmp_path,
+            wait=False)
+    try:
+        deadline = time.time() + 60
+        while p.poll() is None and not (run / "checkpoint.pt").exists() \
+                and time.time() < deadline:
+            time.sleep(0.02)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), 143)
+    assert "terminated (SIGTERM)" in line and str(run / "checkpoint.pt") in line
+    assert "--resume" in line and not [n for n in os.listdir(run) if n.endswith(".tmp")]
+    assert load_checkpoint(run / "checkpoint.pt", "supervised")["step"] >= 1
+
+
+def test_closed_standard_output_is_not_a_traceback(tmp_path, fake_fashion):
+    """Standard output closed from the start (``>&-``): the run trains, exit 0, nothing on
+    stderr; its reader gone mid-run (a broken pipe) is not blamed on the run folder."""
+    run = tmp_path / "run"
+    args = [*RUN, "--data-root", fake_fashion, "--run-dir", run]
+    args.remove("--quiet")
+    env = {**os.environ, "SEMIBOOK_NO_DOWNLOAD": "1",
+           **{v: str(tmp_path / v.lower()) for v in ("SEMIBOOK_RUNS", "SEMIBOOK_SPLITS")}}
+    r = subprocess.run([sys.executable, "-m", "semibook", *map(str, args)], cwd=ROOT, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       pass_fds=(), close_fds=True, timeout=120,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert (run / "results.json").exists()
+    rd, wr = os.pipe()
+    os.close(rd)  # the reader is gone before the first line is written
+    r = subprocess.run([sys.executable, "-m", "semibook", *map(str, args), "--overwrite"],
+                       cwd=ROOT, env=env, stdout=wr, stderr=subprocess.PIPE, text=True,
+                       timeout=120)
+    os.close(wr)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "broken pipe" in lines[0], r.stderr
+    assert str(run) not in lines[0]

@@ -371,7 +371,9 @@ def test_full_disk_on_a_checkpoint_leaves_no_temporary_file(tmp_path, stopped_ru
     assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
 
 
-def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, fake_fashion):
+def stop_a_long_run(tmp_path, fake_fashion, signum: int, code: int) -> str:
+    """A run of 100,000 steps sent ``signum`` once its first checkpoint exists: its one line
+    (status ``code``), after checking that it left no temporary file and a checkpoint."""
     run = tmp_path / "run"
     p = cli([*run_args(100000, 1), "--data-root", fake_fashion, "--run-dir", run], tmp_path,
             wait=False)
@@ -380,16 +382,21 @@ def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, f
         while p.poll() is None and not (run / "checkpoint.pt").exists() \
                 and time.time() < deadline:
             time.sleep(0.02)
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signum)
         out, err = p.communicate(timeout=60)
     finally:  # a run of 100,000 steps must not outlive a failed test
         if p.poll() is None:
             p.kill()
             p.wait()
-    line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), 130)
-    assert "interrupted" in line and str(run / "checkpoint.pt") in line and "--resume" in line
+    line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), code)
+    assert str(run / "checkpoint.pt") in line and "--resume" in line
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
     assert load_checkpoint(run / "checkpoint.pt", "supervised")["step"] >= 1
+    return line
+
+
+def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, fake_fashion):
+    assert "interrupted" in stop_a_long_run(tmp_path, fake_fashion, signal.SIGINT, 130)
 
 
 # In-process checks of the same code paths, where a subprocess would add only its start-up.

@@ -132,26 +132,8 @@ def test_sigterm_is_taken_as_ctrl_c_is(tmp_path, fake_fashion):
     """``kill`` stops the run at the end of the step: one line naming the last checkpoint,
     status 143, and ``--resume`` continues."""
     import signal
-    import time
-    from tests.test_reliability_cli import run_args
-    run = tmp_path / "run"
-    p = cli([*run_args(100000, 1), "--data-root", fake_fashion, "--run-dir", run], tmp_path,
-            wait=False)
-    try:
-        deadline = time.time() + 60
-        while p.poll() is None and not (run / "checkpoint.pt").exists() \
-                and time.time() < deadline:
-            time.sleep(0.02)
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), 143)
-    assert "terminated (SIGTERM)" in line and str(run / "checkpoint.pt") in line
-    assert "--resume" in line and not [n for n in os.listdir(run) if n.endswith(".tmp")]
-    assert load_checkpoint(run / "checkpoint.pt", "supervised")["step"] >= 1
+    from tests.test_reliability_cli import stop_a_long_run
+    assert "terminated (SIGTERM)" in stop_a_long_run(tmp_path, fake_fashion, signal.SIGTERM, 143)
 
 
 def test_closed_standard_output_is_not_a_traceback(tmp_path, fake_fashion):

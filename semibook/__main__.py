@@ -110,7 +110,9 @@ def _reproduce(args) -> int:
                      progress=not args.quiet,
                      overrides={"data_root": args.data_root} if args.data_root else None,
                      labels=args.labels)
-    return 3 if any(r["status"] == "failed" for r in rows) else 0
+    if any(r["status"] == "failed" for r in rows):
+        return 3
+    return 2 if any(r["status"] == "foreign" for r in rows) else 0
 
 
 def _minutes(seconds: float) -> str:

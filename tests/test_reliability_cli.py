@@ -498,7 +498,9 @@ def test_results_matching_still_counts_skip_nonfinite(tmp_path, monkeypatch):
     cfg = sb.make_config("supervised", "fashion-mnist", 250, 0, "full")
     (tmp_path / "results").mkdir(exist_ok=True)
     f = tmp_path / "results" / "x.json"
-    f.write_text(json.dumps({"config": {**cfg.to_dict(), "skip_nonfinite": True}}))
+    f.write_text(json.dumps({"method": "supervised", "dataset": "fashion-mnist", "labels": 250,
+                             "seed": 0, "profile": "full", "finished": True, "history": [],
+                             "config": {**cfg.to_dict(), "skip_nonfinite": True}}))
     from semibook.engine.fit import resume_diff
     from semibook.engine.results import same_config
     res = load_results(f)[0]

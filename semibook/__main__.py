@@ -67,6 +67,9 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "<dataset>-<labels>/<method>-seed<seed>-<profile>")
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     r.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    r.add_argument("--allow-code-change", action="store_true", help="with --resume: continue "
+                   "even though semibook's code changed since the checkpoint (the results file "
+                   "records the code of each segment)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     r.add_argument("--no-results", action="store_true", help="do not write results/<name>.json")
     r.add_argument("--json", action="store_true", help="end with one JSON line instead of the "
@@ -84,6 +87,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     q.add_argument("--data-root", default=None)
     q.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     q.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
+    q.add_argument("--allow-code-change", action="store_true", help="resume interrupted runs "
+                   "even though semibook's code changed since their checkpoints")
     q.add_argument("--quiet", action="store_true")
     c = sub.add_parser("calibrate", help="the full profile's calibration runs (seed 0) of each "
                        "candidate size, into results/calibration/")
@@ -109,7 +114,7 @@ def _reproduce(args) -> int:
                      profile=args.profile, dry_run=args.dry_run, device=args.device,
                      progress=not args.quiet,
                      overrides={"data_root": args.data_root} if args.data_root else None,
-                     labels=args.labels)
+                     labels=args.labels, allow_code_change=args.allow_code_change)
     if any(r["status"] == "failed" for r in rows):
         return 3
     return 2 if any(r["status"] == "foreign" for r in rows) else 0
@@ -211,7 +216,7 @@ def _run(args) -> int:
     try:
         res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet, save_results=False if args.no_results else None,
-                  device=args.device)
+                  device=args.device, allow_code_change=args.allow_code_change)
     except KeyboardInterrupt as e:
         from .engine.interrupt import Terminated
         ckpt = Path(run_dir) / "checkpoint.pt"

@@ -56,8 +56,8 @@ class _Writes:
             self.error = e
             raise
 
-    def flush(self):
-        return self.f.flush()
+    def __getattr__(self, name):  # tell, seek, flush, ...: the file's own
+        return getattr(self.f, name)
 
 
 def atomic_write(path: Path, binary: bool, write) -> None:

@@ -168,7 +168,8 @@ def describe(row: dict[str, Any]) -> str:
 def reproduce(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
               dry_run: bool = False, device: str | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None,
-              echo: Callable[[str], None] = print, labels=None) -> list[dict[str, Any]]:
+              echo: Callable[[str], None] = print, labels=None,
+              allow_code_change: bool = False) -> list[dict[str, Any]]:
     """Run what is not done yet of ``table`` (one line per run says what happens to it);
     ``dry_run`` only lists. Returns the plan, with ``status`` ``ran`` for the runs trained now
     and ``failed`` for those stopped by a non-finite loss (the others still run).
@@ -190,7 +191,7 @@ def reproduce(table: str | Table, seeds=SEEDS, methods=None, profile: str = "ful
         echo(f"[{i}/{len(todo)}] {'resuming' if resume else 'training'} {describe(r)}")
         try:
             res = run(cfg, resume=resume, overwrite=not resume, progress=progress,
-                      device=device)
+                      device=device, allow_code_change=allow_code_change)
         except NonFiniteLossError as e:
             echo(f"failed: {e}")
             r["status"] = "failed"

@@ -159,3 +159,50 @@ def test_closed_standard_output_is_not_a_traceback(tmp_path, fake_fashion):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "broken pipe" in lines[0], r.stderr
     assert str(run) not in lines[0]
+
+
+def test_resume_refuses_a_split_file_changed_since_the_checkpoint(tmp_path, stopped_run,
+                                                                  fake_fashion):
+    from semibook.data import load_dataset
+    from semibook.data.splits import make_split, write_split
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    y = load_dataset("fashion-mnist", str(fake_fashion)).y_train
+    other = make_split(y, 20, 7, 10, "fashion-mnist")  # another draw of 20 labels
+    split = tmp_path / "semibook_splits" / "fashion-mnist_20_seed0.json"
+    write_split(other, split)
+    before = snapshot(run)
+    line = one_line(cli([*RUN, "--data-root", fake_fashion, "--run-dir", run, "--resume"],
+                        tmp_path), 2)
+    assert f"{split}: the split file has changed since this run's checkpoint" in line
+    assert "--overwrite" in line and snapshot(run) == before
+
+
+def test_resume_on_changed_code_needs_consent_which_the_results_record(tmp_path, stopped_run,
+                                                                       fake_fashion,
+                                                                       monkeypatch):
+    from semibook.engine import results
+    from semibook.engine.fit import fit
+    from semibook.config import ConfigError
+    from tests.test_reliability_cli import ENV_DIRS, base_config
+    for v in ENV_DIRS:
+        monkeypatch.setenv(v, str(tmp_path / v.lower()))
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    was = load_checkpoint(run / "checkpoint.pt")["code_sha256"]
+    assert was == results._code_commit()["code_sha256"]  # the fixture ran this very code
+    monkeypatch.setitem(results._IMPORTED, "code_sha256", "e" * 64)  # the loss edited, say
+    monkeypatch.setitem(results._IMPORTED, "git_dirty", True)
+    before = snapshot(run)
+    with pytest.raises(ConfigError, match=r"checkpoint\.pt: semibook's code has changed since "
+                                          r"this checkpoint .*--allow-code-change"):
+        fit(base_config(fake_fashion), run, resume=True, progress=False, device="cpu")
+    assert snapshot(run) == before
+    res = fit(base_config(fake_fashion), run, resume=True, progress=False, device="cpu",
+              allow_code_change=True)
+    segs = [r for r in res["history"] if r["kind"] == "segment"]
+    assert [(r["step"], r["code_sha256"]) for r in segs] == [(0, was), (2, "e" * 64)]
+    assert all(r["split_sha256"] == res["split_sha256"] for r in segs)
+    assert [(s["step"], s["code_sha256"], s["git_dirty"]) for s in res["code_changed"]] == [
+        (0, was, segs[0]["git_dirty"]), (2, "e" * 64, True)]
+    assert res["code_sha256"] == was  # the code the run started from, as before

@@ -44,7 +44,44 @@ def _git_commit() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
-_IMPORTED = _git_commit()  # see _code_commit
+def _code_sha256() -> str:
+    """The SHA-256 of the package's code: every ``.py`` file under ``semibook/``, by its path
+    and bytes (what a commit alone does not say: edits not committed)."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parents[1]
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_IMPORTED = {**_git_commit(), "code_sha256": _code_sha256()}  # see _code_commit
+
+
+def check_segment(state: dict[str, Any], ckpt_path: Path, split: Split, now: dict[str, Any],
+                   allow_code_change: bool) -> None:
+    """Refuse to continue a checkpoint on another split file, or on other code unless
+    allowed (checkpoints written before these were recorded are not checked)."""
+    was = state.get("split_sha256")
+    if was is not None and was != split.sha256:
+        raise ConfigError(f"{split.path}: the split file has changed since this run's checkpoint "
+                          f"(sha256 {was[:12]} then, {str(split.sha256)[:12]} now); the run "
+                          f"cannot continue on another split: restore the file, or pass "
+                          f"--overwrite to start the run again")
+    was = state.get("code_sha256")
+    if was is not None and was != now["code_sha256"] and not allow_code_change:
+        raise ConfigError(f"{ckpt_path}: semibook's code has changed since this checkpoint (code "
+                          f"sha256 {was[:12]} then, {now['code_sha256'][:12]} now); pass "
+                          f"--allow-code-change to continue with today's code (the results "
+                          f"file records both), or --overwrite to start again")
+
+
+def code_segments(history: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The code of each segment, where a resume changed it (None where one code ran)."""
+    segs = [r for r in history if r.get("kind") == "segment"]
+    if len({r.get("code_sha256") for r in segs}) <= 1:
+        return None
+    return [{k: r.get(k) for k in ("step", "git_commit", "git_dirty", "code_sha256")}
+            for r in segs]
 
 
 def _versions() -> dict[str, str]:

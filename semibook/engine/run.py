@@ -24,7 +24,7 @@ def default_run_dir(cfg: Config) -> Path:
 
 def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
         overwrite: bool = False, progress: bool = True, save_results: bool | None = None,
-        device: str | None = None) -> dict[str, Any]:
+        device: str | None = None, allow_code_change: bool = False) -> dict[str, Any]:
     """Train one configured run in its run folder; a finished run of the full or paper profile
     also writes ``results/<dataset>_<labels>_<method>_seed<seed>_<profile>.json`` (a config
     with overrides: a name of its own, see :func:`result_name`). A file there that is not a
@@ -37,7 +37,7 @@ def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
         raise ConfigError(f"{out} is not a semibook results file, and this run would write its "
                           f"results there; move it away, or pass --no-results")
     results = fit(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress,
-                  device=device)
+                  device=device, allow_code_change=allow_code_change)
     if results.get("finished") and results.get("skipped_nonfinite", 0) >= cfg.steps:
         raise NonFiniteLossError(
             f"every one of the {cfg.steps} steps had a non-finite loss and was skipped, so the "

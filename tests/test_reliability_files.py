@@ -206,3 +206,24 @@ def test_resume_on_changed_code_needs_consent_which_the_results_record(tmp_path,
     assert [(s["step"], s["code_sha256"], s["git_dirty"]) for s in res["code_changed"]] == [
         (0, was, segs[0]["git_dirty"]), (2, "e" * 64, True)]
     assert res["code_sha256"] == was  # the code the run started from, as before
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: s.pop("optimizer"), "the checkpoint has no 'optimizer'"),
+    (lambda s: s.pop("elapsed_s"), "the checkpoint has no 'elapsed_s'"),
+    (lambda s: s.update(step=-1), "step -1, outside 0..4"),
+    (lambda s: s.update(step="2"), "has a damaged 'step'"),
+])
+def test_a_checkpoint_missing_a_key_or_with_a_bad_step_is_one_line(edit, words, tmp_path,
+                                                                   stopped_run, fake_fashion):
+    from semibook.engine.checkpoint import save_checkpoint
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    state = load_checkpoint(run / "checkpoint.pt")
+    edit(state)
+    save_checkpoint(run / "checkpoint.pt", state)
+    before = snapshot(run)
+    line = one_line(cli([*RUN, "--data-root", fake_fashion, "--run-dir", run, "--resume"],
+                        tmp_path), 2)
+    assert f"{run / 'checkpoint.pt'}:" in line and words in line and "--overwrite" in line
+    assert snapshot(run) == before

@@ -78,10 +78,17 @@ def read_split(path: Path, y: torch.Tensor | np.ndarray | None = None,
                num_classes: int | None = None) -> Split:
     try:
         d = json.loads(Path(path).read_text())
-        labeled = np.asarray(d["labeled"], dtype=np.int64)
-        train_size = int(d["train_size"])
+        ids, train_size = d["labeled"], d["train_size"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path}: not a split file ({type(e).__name__}: {e})") from None
+    bad = [i for i in (ids if isinstance(ids, list) else [ids])
+           if isinstance(i, bool) or not isinstance(i, int)]
+    if bad or isinstance(train_size, bool) or not isinstance(train_size, int):
+        what = f"labeled holds {bad[0]!r}" if bad else f"train_size is {train_size!r}"
+        raise ConfigError(f"{path}: not a split file ({what}; labeled must be a flat list of "
+                          f"integer image ids, train_size an integer); restore it, or delete "
+                          f"it to draw the split again")
+    labeled = np.asarray(ids, dtype=np.int64)
     if len(np.unique(labeled)) != len(labeled):
         raise ConfigError(f"{path}: labeled ids repeat")
     if len(labeled) and (labeled.min() < 0 or labeled.max() >= train_size):

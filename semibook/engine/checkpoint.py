@@ -52,6 +52,29 @@ def load_checkpoint(path: Path, method: str | None = None) -> dict:
     return state
 
 
+# What a checkpoint to resume from holds (written by engine.fit), with the kinds of the values
+RESUME_KEYS = (("step", int), ("config", dict), ("method", dict), ("optimizer", dict),
+               ("extra_optimizers", dict), ("elapsed_s", (int, float)), ("started_at", str))
+
+
+def check_resumable(state: dict, path: Path, steps: int, extra: tuple[str, ...] = ()) -> None:
+    """One line, naming the checkpoint, where it lacks what a resume reads (a key, the extra
+    optimizers ``extra``) or holds a step outside 0..``steps``."""
+    for key, kind in RESUME_KEYS:
+        v = state.get(key)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            what = "has no" if key not in state else "has a damaged"
+            raise ConfigError(f"{path}: the checkpoint {what} {key!r}, so the run cannot "
+                              f"continue from it; delete it, or pass --overwrite to start the "
+                              f"run again")
+    missing = [n for n in extra if n not in state["extra_optimizers"]]
+    if missing or not 0 <= state["step"] <= steps:
+        what = (f"no state of the {missing[0]} optimizer" if missing else
+                f"step {state['step']}, outside 0..{steps}")
+        raise ConfigError(f"{path}: the checkpoint holds {what}, so the run cannot continue "
+                          f"from it; delete it, or pass --overwrite to start the run again")
+
+
 def load_weights(module: nn.Module | torch.optim.Optimizer, state: dict, path: Path,
                  what: str = "model") -> None:
     """``module.load_state_dict(state)``, with a mismatch (missing or extra tensors, other

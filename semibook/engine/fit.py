@@ -23,7 +23,8 @@ from ..methods import get_method_class
 from ..methods.base import DataSpec
 from . import distributed, interrupt, rundir
 from .batches import StepData
-from .checkpoint import atomic_write_text, load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import (atomic_write_text, check_resumable, load_checkpoint, load_weights,
+                         save_checkpoint)
 from .evaluate import Trainer, _fixed_subset
 from .results import _code_commit, check_segment, code_segments, config_diff, make_results
 from .seed import device_name, pick_device, seed_everything, step_seed
@@ -214,6 +215,7 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
         if diff:
             raise ConfigError(f"{ckpt_path}: checkpoint of a different config (differs in: "
                               f"{', '.join(diff)})")
+        check_resumable(state, ckpt_path, cfg.steps, tuple(method.extra_optimizers()))
         check_segment(state, ckpt_path, split, now, allow_code_change)
         load_weights(method, state["method"], ckpt_path, f"{cfg.method} models")
         load_weights(opt, state["optimizer"], ckpt_path, "optimizer")

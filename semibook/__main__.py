@@ -23,13 +23,20 @@ from pathlib import Path
 from .config import ConfigError, NonFiniteLossError, check_device, check_seed
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals as one line (its usage block is what ``--help`` is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
 def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line. Nothing here imports torch, so ``--help`` answers at once; choices are
     listed from :mod:`semibook.catalog` and checked when the run is configured (one line)."""
     from .catalog import DATASET_TASKS, methods_for
     from .config import PROFILES
 
-    p = argparse.ArgumentParser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     by_task = "; ".join(f"{t}: {', '.join(methods_for(t))}" for t in ("classification",
                                                                      "segmentation"))

@@ -66,3 +66,27 @@ def test_split_ids_must_be_integers(labeled, words, tmp_path):
     with pytest.raises(ConfigError) as e:
         read_split(f)
     assert words in str(e.value) and "repeat" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "--method", "supervised", "--steps", "10.5"], "invalid int value: '10.5'"),
+    (["bench", "--steps", "x"], "python -m semibook bench: argument --steps"),
+    (["calibrate", "regression"], "invalid choice: 'regression'"),
+    (["nonsense"], "invalid choice: 'nonsense'"),
+])
+def test_argparse_refusals_are_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert words in err[0] and "--help" in err[0]
+
+
+def test_allow_code_change_is_an_option_of_run_and_reproduce(capsys):
+    from semibook.__main__ import _parser
+    args = _parser(["run"]).parse_args(["run", "--method", "supervised", "--resume",
+                                        "--allow-code-change"])
+    assert args.allow_code_change and args.resume
+    assert main(["reproduce", "classification", "--dry-run", "--seeds", "0",
+                 "--allow-code-change"]) == 0
+    assert "0 of 7 runs done, 7 to run" in capsys.readouterr().out

@@ -7,7 +7,8 @@ or corrupt data; a checkpoint of another method or shape, or one asking to run c
 that refuses a write print one line naming the file and the fix, leave no temporary file, and
 exit with status 2. A non-finite loss prints one line naming the step and the loss terms and
 exits with status 3 (``--skip-nonfinite`` skips such steps instead; a run whose every step was
-skipped also exits with 3); Ctrl-C prints one line and exits with status 130. Under
+skipped also exits with 3); Ctrl-C prints one line and exits with status 130, SIGTERM the
+same line with status 143. Under
 ``torchrun --nproc_per_node N`` the run trains with DistributedDataParallel (see
 :mod:`semibook.engine.distributed`).
 """
@@ -17,8 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .config import ConfigError, NonFiniteLossError, check_device, check_seed
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals as one line (its usage block is what ``--help`` is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
 def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -27,7 +36,7 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from .catalog import DATASET_TASKS, methods_for
     from .config import PROFILES
 
-    p = argparse.ArgumentParser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     by_task = "; ".join(f"{t}: {', '.join(methods_for(t))}" for t in ("classification",
                                                                      "segmentation"))
@@ -68,6 +77,9 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "<dataset>-<labels>/<method>-seed<seed>-<profile>")
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     r.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    r.add_argument("--allow-code-change", action="store_true", help="with --resume: continue "
+                   "even though semibook's code changed since the checkpoint (the results file "
+                   "records the code of each segment)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     r.add_argument("--no-results", action="store_true", help="do not write results/<name>.json")
     r.add_argument("--json", action="store_true", help="end with one JSON line instead of the "
@@ -85,6 +97,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     q.add_argument("--data-root", default=None)
     q.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best present)")
     q.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
+    q.add_argument("--allow-code-change", action="store_true", help="resume interrupted runs "
+                   "even though semibook's code changed since their checkpoints")
     q.add_argument("--quiet", action="store_true")
     t = sub.add_parser("tune", help="the hyper-parameter sweep (seed 0, the smallest split, "
                        "scored on held-out training images) into results/tuning/")
@@ -115,8 +129,10 @@ def _reproduce(args) -> int:
                      profile=args.profile, dry_run=args.dry_run, device=args.device,
                      progress=not args.quiet,
                      overrides={"data_root": args.data_root} if args.data_root else None,
-                     labels=args.labels)
-    return 3 if any(r["status"] == "failed" for r in rows) else 0
+                     labels=args.labels, allow_code_change=args.allow_code_change)
+    if any(r["status"] == "failed" for r in rows):
+        return 3
+    return 2 if any(r["status"] == "foreign" for r in rows) else 0
 
 
 def _minutes(seconds: float) -> str:
@@ -176,7 +192,12 @@ def summary(res: dict) -> str:
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a run: one line saying where the run stands, exit status 130."""
+    """Ctrl-C (status 130) or SIGTERM (status 143) during a run: one line saying where the run
+    stands."""
+
+    def __init__(self, text: str, status: int = 130):
+        super().__init__(text)
+        self.status = status
 
 
 def _run(args) -> int:
@@ -209,16 +230,19 @@ def _run(args) -> int:
         print("not started")
         return 1
     run_dir = args.run_dir or default_run_dir(cfg)
+    _default_dir["run_dir"] = Path(run_dir)
     try:
         res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet, save_results=False if args.no_results else None,
-                  device=args.device)
-    except KeyboardInterrupt:
-        from pathlib import Path
+                  device=args.device, allow_code_change=args.allow_code_change)
+    except KeyboardInterrupt as e:
+        from .engine.interrupt import Terminated
         ckpt = Path(run_dir) / "checkpoint.pt"
         where = (f"{ckpt} holds the last checkpoint; continue with the same command and "
                  f"--resume" if ckpt.exists() else f"no checkpoint was written in {run_dir} yet")
-        raise Interrupted(f"interrupted; {where}") from None
+        term = isinstance(e, Terminated)
+        raise Interrupted(f"{'terminated (SIGTERM)' if term else 'interrupted'}; {where}",
+                          143 if term else 130) from None
     if res.get("rank", 0) != 0:  # under torchrun, rank 0 reports
         return 0
     res = {**res, "run_dir": str(run_dir), "no_results": args.no_results}
@@ -231,22 +255,68 @@ def _run(args) -> int:
     return 0
 
 
-def _os_error(e: OSError) -> str:
-    """A failed read or write of the disk as one line: the file, the reason, the fix."""
+# Where each command writes, for the advice on a disk that refuses a write
+WRITES_TO = {"run": "--run-dir", "bench": "--out", "reproduce": "$SEMIBOOK_RESULTS or "
+             "$SEMIBOOK_RUNS", "calibrate": "$SEMIBOOK_RESULTS or $SEMIBOOK_RUNS"}
+
+
+def _os_error(e: OSError, command: str = "run", again: str = "run the command again") -> str:
+    """A failed read or write of the disk as one line: the file, the reason, the fix.
+    ``again`` says how to continue once the disk has room (``--resume`` where a run folder
+    holds the run)."""
     import errno
     where = f"{e.filename}: " if e.filename else ""
-    fix = {errno.ENOSPC: "free space on that disk, then continue with --resume",
-           errno.EDQUOT: "free space within your quota, then continue with --resume",
-           errno.EROFS: "choose another --run-dir, on a writable disk",
-           errno.EACCES: "make it writable, or choose another --run-dir",
-           errno.EPERM: "make it writable, or choose another --run-dir"}.get(
+    other = WRITES_TO.get(command, "--run-dir")
+    fix = {errno.ENOSPC: f"free space on that disk, then {again}",
+           errno.EDQUOT: f"free space within your quota, then {again}",
+           errno.EFBIG: f"the file is larger than this process may write (ulimit -f); raise the "
+                        f"limit, then {again}",
+           errno.EROFS: f"choose another {other}, on a writable disk",
+           errno.EACCES: f"make it writable, or choose another {other}",
+           errno.EPERM: f"make it writable, or choose another {other}"}.get(
         e.errno, "check the path and the disk")
     return f"{where}{e.strerror or e}; {fix}"
 
 
+def _again(args) -> str:
+    """How to continue a run stopped by a full disk: ``--resume`` where its folder holds it."""
+    if args.command != "run":
+        return "run the command again"
+    from .engine import rundir
+    d = _default_dir.get("run_dir")
+    if d is not None and (d / rundir.MARKER).exists():
+        return "continue with the same command and --resume"
+    return "run the command again"
+
+
+_default_dir: dict[str, Path] = {}  # the run folder of this process's run (for _again)
+
+
+def _quiet_stdout() -> None:
+    """Standard output closed or its reader gone (``>&-``, ``| head``): what would go to it is
+    dropped, so that the run's own outcome decides the status and its one line."""
+    import os
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        if sys.stdout is not None:
+            os.dup2(fd, sys.stdout.fileno())
+        else:
+            sys.stdout = open(fd, "w", closefd=False)
+    except (OSError, ValueError):
+        sys.stdout = open(os.devnull, "w")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if sys.stdout is None:  # started with standard output closed
+        _quiet_stdout()
     args = _parser(argv).parse_args(argv)
+    import signal
+    import threading
+    from .engine.interrupt import terminate
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)  # SIGTERM stops as Ctrl-C does
     try:
         if args.command == "reproduce":
             return _reproduce(args)
@@ -271,12 +341,22 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # the reader of standard output went away: nothing more to say
+        _quiet_stdout()
+        print("error: standard output was closed (broken pipe) before the command ended; "
+              "keep its reader open, or redirect it to a file", file=sys.stderr)
+        return 2
     except OSError as e:  # a full disk, a read-only folder: one line, temporary files removed
-        print(f"error: {_os_error(e)}", file=sys.stderr)
+        print(f"error: {_os_error(e, args.command, _again(args))}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as e:
-        print(f"error: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
-        return 130
+        from .engine.interrupt import Terminated
+        if isinstance(e, Interrupted):
+            print(f"error: {e}", file=sys.stderr)
+            return e.status
+        term = isinstance(e, Terminated)
+        print(f"error: {'terminated (SIGTERM)' if term else 'interrupted'}", file=sys.stderr)
+        return 143 if term else 130
 
 
 if __name__ == "__main__":

@@ -513,7 +513,28 @@ def add_parser(sub) -> None:
                    help="B labeled + B unlabeled images instead of the case's own (recorded)")
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """The command line's values, before anything is built or timed (one line each)."""
+    from .checks import check_device
+    for name, low in (("steps", 1), ("warmup", 0), ("ref_workers", 0), ("curve", 0),
+                      ("batch", 1)):
+        v = getattr(args, name)
+        if v is not None and v < low:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {v}")
+    check_device(args.device)
+    if args.out and Path(args.out).exists():
+        try:
+            old = json.loads(Path(args.out).read_text())
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:  # a folder, bad bytes, not JSON
+            raise ConfigError(f"{args.out}: not a bench report that can be extended "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:80]}); choose "
+                              f"another --out, or move that file away") from None
+
+
 def main(args: argparse.Namespace) -> int:
+    _check_args(args)
     extra = dict(batch_l=args.batch, batch_u=args.batch) if args.batch else {}
     if args.fast:  # our step with the chosen CPU speed setting (the reference stays as it is)
         from .config import FAST

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import make_config
+from .config import choose, make_config
 from .paths import results_dir, runs_dir
 
 # Candidates per task: name -> overrides of the full profile, each naming every value that the
@@ -93,6 +93,10 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
     keeps only the runs of those methods."""
     from .engine.run import run_to_file
 
+    for c in candidates or ():
+        choose("candidate", c, CANDIDATES[task])
+    for m in methods or ():
+        choose("method", m, sorted({m for m, _ in runs(task)}))
     for cand in candidates or CANDIDATES[task]:
         for method, labels in runs(task):
             if methods and method not in methods:
@@ -112,10 +116,10 @@ def result(task: str, candidate: str, method: str, labels: int) -> dict[str, Any
     """A calibration run's results: its file under ``results/calibration/``, or, for the
     candidate that the full profile now is, the benchmark's own results file of the same
     config (so the chosen candidate's seed-0 runs are not trained twice). None: not run."""
+    from .engine.results import finished_results, read_results
     p = results_path(task, candidate, method, labels)
-    if p.exists():
-        return json.loads(p.read_text())
-    from .engine.results import finished_results
+    if p.exists():  # a file of another schema is skipped (with a warning): not run
+        return read_results(p)
     return finished_results(config(task, candidate, method, labels))
 
 

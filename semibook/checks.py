@@ -6,6 +6,8 @@ configs from those registries: imports run one way.
 
 from __future__ import annotations
 
+import difflib
+import math
 from typing import Any
 
 
@@ -46,3 +48,56 @@ def choose(kind: str, value: str, choices) -> str:
     if value not in choices:
         raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
     return value
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``name``, else ''."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# The config fields' kinds and ranges (semibook.config.Config): ("int", lowest) integers,
+# ("float", low, high, low_open, high_open) numbers, "bool", "str?" a string or None.
+FIELD_RULES: dict[str, Any] = {
+    "labels": ("int", 1), "seed": ("int", 0), "steps": ("int", 1), "batch_l": ("int", 1),
+    "batch_u": ("int", 1), "eval_every": ("int", 1), "eval_size": ("int", 0),
+    "eval_batch": ("int", 1), "eval_crop": ("int", 0), "eval_stride": ("int", 0),
+    "checkpoint_every": ("int", 0), "log_every": ("int", 1), "track_size": ("int", 0),
+    "augment_pad": ("int", 0), "crop_size": ("int", 0), "eval_subset": ("int", 0),
+    "validation": ("int", 0),
+    "bn_momentum": ("float", 0, 1, True, False), "lr": ("float", 0, math.inf, True, True),
+    "momentum": ("float", 0, 1, False, True), "weight_decay": ("float", 0, math.inf, False, True),
+    "decoupled_wd": ("float", 0, 1, False, True), "ema_decay": ("float", 0, 1, False, True),
+    "augment_scale_min": ("float", 0, math.inf, True, True),
+    "augment_scale_max": ("float", 0, math.inf, True, True),
+    "nesterov": "bool", "skip_nonfinite": "bool", "compile": "bool",
+    "encoder_weights": "str?", "weights_path": "str?", "data_root": "str?",
+}
+
+
+def check_field(name: str, value: Any) -> None:
+    """One config field's type and range (:data:`FIELD_RULES`), as one line naming both."""
+    rule = FIELD_RULES.get(name)
+    if rule is None:
+        return
+    kind = rule if isinstance(rule, str) else rule[0]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
+    elif kind == "str?":
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string (a path or name) or None, got {value!r}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < rule[1]:
+            what = "a positive" if rule[1] == 1 else "a non-negative"
+            raise ConfigError(f"{name} must be {what} integer, got {value!r}")
+    else:
+        _, low, high, low_open, high_open = rule
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and (low < value if low_open else low <= value) \
+            and (value < high if high_open else value <= high)
+        if not ok:
+            span = (f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+                    if high != math.inf else f"{'above' if low_open else 'at least'} {low}")
+            raise ConfigError(f"{name} must be a finite number {'in ' if high != math.inf else ''}"
+                              f"{span}, got {value!r}")

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checks import (DEVICES, ConfigError, NonFiniteLossError, check_device, check_seed,  # noqa: F401
-                     choose)
+from .checks import (DEVICES, ConfigError, NonFiniteLossError, check_device, check_field,  # noqa: F401
+                     check_seed, choose, did_you_mean)
 
 PROFILES = ("smoke", "full", "paper")
 
@@ -114,6 +115,24 @@ class Config:
 FAST: dict[str, Any] = dict(precision="bf16", channels_last="on", fused_optimizer="on")
 
 
+# The fields every config semibook has written holds (config.json, results files, checkpoints)
+IDENTITY = ("method", "dataset", "labels", "seed", "profile", "steps", "hparams")
+
+
+def is_semibook_config(d: Any) -> bool:
+    """Whether ``d`` (a parsed config.json) is a config semibook wrote: a JSON object whose
+    keys are all :class:`Config` fields (of this version or an earlier one, which lacked some),
+    holding the identity fields with values of their types."""
+    if not isinstance(d, dict) or not set(IDENTITY) <= set(d):
+        return False
+    if not set(d) <= {f.name for f in dataclasses.fields(Config)}:
+        return False
+    return (all(isinstance(d[k], str) for k in ("method", "dataset", "profile"))
+            and all(isinstance(d[k], int) and not isinstance(d[k], bool)
+                    for k in ("labels", "seed", "steps"))
+            and isinstance(d["hparams"], dict))
+
+
 # Engine sizes per task and profile. The method's recipe (``Method.recipe``) adds its own values.
 PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "classification": {
@@ -154,6 +173,48 @@ def _methods():
     return METHODS
 
 
+# Hyper-parameters the engine reads for any method (batches, schedules, optimizer groups)
+ENGINE_HPARAMS = ("zca", "flip", "pooled_batches", "warmup_steps", "warmup_ratio", "poly_power",
+                  "adam_beta2_rampup", "head_lr_mult", "no_decay_norm", "rampup_frac",
+                  "rampdown_frac", "rampup_steps", "burn_in")
+
+
+def declared_hparams(cls) -> set[str]:
+    """The hyper-parameter names a method class takes: those its recipes set, in any profile
+    and on any dataset of its tasks, its ``extra_hparams`` and the engine's."""
+    from .data import DATASETS, dataset_info
+    names = set(ENGINE_HPARAMS) | set(getattr(cls, "extra_hparams", ()))
+    for profile in PROFILES:
+        for d in DATASETS:
+            if cls.supports(dataset_info(d).task):
+                names |= set(cls.recipe(profile, d).get("hparams", {}))
+    return names
+
+
+def _check_values(cls, method: str, task: str, values: dict[str, Any],
+                  hparams: dict[str, Any]) -> None:
+    """Every value a config is made of, before any file is written: known field names, their
+    types and ranges, and hyper-parameter names the method declares (one line each, with the
+    closest known name)."""
+    fields = {f.name for f in dataclasses.fields(Config)} - {"method", "hparams"}
+    for k in values:
+        if k not in fields:
+            raise ConfigError(f"unknown config field {k!r}{did_you_mean(k, fields)}; the fields "
+                              f"are those of semibook.config.Config")
+    for k, v in values.items():
+        check_field(k, v)
+    known = declared_hparams(cls)
+    for k, v in hparams.items():
+        if k not in known:
+            raise ConfigError(f"{method} has no hyper-parameter {k!r}{did_you_mean(k, known)}; "
+                              f"its hyper-parameters: {', '.join(sorted(known))}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"hyper-parameter {k} must be finite, got {v!r}")
+    if values.get("weights_path") is not None and task != "segmentation":
+        raise ConfigError(f"--weights (weights_path) loads a segmentation encoder's weights; "
+                          f"{values.get('dataset')} is a {task} dataset: leave it out")
+
+
 def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, seed: int = 0,
                 profile: str | None = None, **overrides: Any) -> Config:
     """Build a validated config. ``profile=None`` reads ``$SEMIBOOK_PROFILE`` (default ``full``)."""
@@ -181,8 +242,13 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     recipe = cls.recipe(profile, dataset)
     hparams = dict(recipe.pop("hparams", {}))
     values.update(recipe)
-    hparams.update(overrides.pop("hparams", {}) or {})
+    given = overrides.pop("hparams", {}) or {}
+    if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
+        raise ConfigError(f"hparams must be a dict of names to values, got {given!r}")
+    hparams.update(given)
     values.update(overrides)
+    _check_values(cls, method, info.task, {"dataset": dataset, "labels": labels, "seed": seed,
+                                           "profile": profile, **values}, hparams)
     cfg = Config(method=method, dataset=dataset, labels=labels, seed=seed, profile=profile,
                  hparams=hparams, **values)
     from .models import ARCHS, SEGMENTATION_MODELS
@@ -198,15 +264,7 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     choose("precision", cfg.precision, ("auto", "bf16", "fp32"))
     for name in ("channels_last", "fused_optimizer"):
         choose(name.replace("_", " ") + " setting", getattr(cfg, name), ("auto", "on", "off"))
-    if not 0 < cfg.bn_momentum <= 1:
-        raise ConfigError(f"bn_momentum must lie in (0, 1], got {cfg.bn_momentum}")
-    for name in ("crop_size", "eval_subset", "validation"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
-    if not 0 < cfg.augment_scale_min <= cfg.augment_scale_max:
+    if not cfg.augment_scale_min <= cfg.augment_scale_max:
         raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got "
                           f"[{cfg.augment_scale_min}, {cfg.augment_scale_max}]")
-    if cfg.steps <= 0 or cfg.eval_every <= 0:
-        raise ConfigError("steps and eval_every must be positive")
     return cfg

@@ -11,20 +11,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .checks import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _folder(env: str, default: Path) -> Path:
+    """``$env`` or ``default``; a path that exists and is not a folder is one line (semibook
+    writes into it)."""
+    path = Path(os.environ.get(env) or default)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} (${env}) is not a folder; point ${env} at a folder, or unset "
+                          f"it" if os.environ.get(env) else f"{path} is not a folder; move it "
+                          f"away, or set ${env} to a folder")
+    return path
+
+
 def _dir(env: str, default: str) -> Path:
-    return Path(os.environ.get(env) or (ROOT / default))
+    return _folder(env, ROOT / default)
 
 
 def cache_dir() -> Path:
     """semibook's cache: generated scenes, downloads and run folders."""
-    return Path(os.environ.get("SEMIBOOK_CACHE") or Path.home() / ".cache" / "semibook")
+    return _folder("SEMIBOOK_CACHE", Path.home() / ".cache" / "semibook")
 
 
 def runs_dir() -> Path:
-    return Path(os.environ.get("SEMIBOOK_RUNS") or cache_dir() / "runs")
+    return _folder("SEMIBOOK_RUNS", cache_dir() / "runs")
 
 
 def results_dir() -> Path:

@@ -20,7 +20,8 @@ from .config import Config, choose, make_config
 from .data import dataset_info
 from .checks import NonFiniteLossError
 from .engine.fit import resume_diff
-from .engine.results import load_results, result_name, same_config
+from .data.splits import file_sha256, split_path
+from .engine.results import read_results, result_name, same_config
 from .engine.run import default_run_dir, run
 from .paths import results_dir
 
@@ -110,26 +111,40 @@ def entries(table: str | Table, seeds=SEEDS, methods=None, labels=None) -> list[
     return out
 
 
-def status(cfg: Config) -> tuple[str, dict[str, Any] | None]:
-    """``done`` (a finished results file of this config), ``stale`` (the results file holds
-    another config or an unfinished run; it will be replaced) or ``missing``."""
+SPLIT_CHANGED = "the split file"  # how a stale row's reason starts when its split changed
+
+
+def status(cfg: Config) -> tuple[str, dict[str, Any] | None, str]:
+    """``done`` (a finished results file of this config, on today's split file), ``stale`` (the
+    results file holds another config, an unfinished run, or a split whose file has changed
+    since; it will be replaced), ``missing``, or ``foreign`` (a file at the results name that
+    is not a results file: never replaced); and why, for ``stale`` and ``foreign``."""
     path = results_dir() / result_name(cfg)
     if not path.exists():
-        return "missing", None
-    res = load_results(path)[0]
-    if same_config(res, cfg) and res.get("finished"):
-        return "done", res
-    return "stale", res
+        return "missing", None, ""
+    res = read_results(path)
+    if res is None:
+        return "foreign", None, f"{path} is not a results file; move it away to run this"
+    if not same_config(res, cfg):
+        return "stale", res, "its results file holds another config"
+    if not res.get("finished"):
+        return "stale", res, "its results file holds an unfinished run"
+    split = split_path(cfg.dataset, cfg.labels, cfg.seed)
+    if split.exists() and res.get("split_sha256") != file_sha256(split):
+        return "stale", res, (f"{SPLIT_CHANGED} {split} has changed since the run (sha256 "
+                              f"{str(res.get('split_sha256'))[:12]} in the results file, "
+                              f"{file_sha256(split)[:12]} now)")
+    return "done", res, ""
 
 
 def plan(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
          overrides: dict[str, Any] | None = None, labels=None) -> list[dict[str, Any]]:
-    """Each run of the table with its config, status and (when done) its results."""
+    """Each run of the table with its config, status (and why) and (when done) its results."""
     rows = []
     for e in entries(table, seeds, methods, labels):
         cfg = make_config(e.method, e.dataset, e.labels, e.seed, profile, **(overrides or {}))
-        st, res = status(cfg)
-        rows.append({"entry": e, "config": cfg, "status": st,
+        st, res, why = status(cfg)
+        rows.append({"entry": e, "config": cfg, "status": st, "why": why,
                      "results": res if st == "done" else None})
     return rows
 
@@ -153,26 +168,30 @@ def describe(row: dict[str, Any]) -> str:
 def reproduce(table: str | Table, seeds=SEEDS, methods=None, profile: str = "full",
               dry_run: bool = False, device: str | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None,
-              echo: Callable[[str], None] = print, labels=None) -> list[dict[str, Any]]:
+              echo: Callable[[str], None] = print, labels=None,
+              allow_code_change: bool = False) -> list[dict[str, Any]]:
     """Run what is not done yet of ``table`` (one line per run says what happens to it);
     ``dry_run`` only lists. Returns the plan, with ``status`` ``ran`` for the runs trained now
     and ``failed`` for those stopped by a non-finite loss (the others still run).
     Smoke-profile runs are never written to ``results/``, so they are never ``done``."""
     rows = plan(table, seeds, methods, profile, overrides, labels)
-    todo = [r for r in rows if r["status"] != "done"]
+    todo = [r for r in rows if r["status"] not in ("done", "foreign")]
     for r in rows:
-        echo(f"{r['status']:<8} {describe(r)}")
-    echo(f"{len(rows) - len(todo)} of {len(rows)} runs done, {len(todo)} to run"
+        echo(f"{r['status']:<8} {describe(r)}" + (f"  ({r['why']})" if r["why"] else ""))
+    foreign = sum(r["status"] == "foreign" for r in rows)
+    echo(f"{len(rows) - len(todo) - foreign} of {len(rows)} runs done, {len(todo)} to run"
+         + (f", {foreign} blocked by a file that is not a results file" if foreign else "")
          + (" (smoke runs are never saved as results)" if profile == "smoke" else ""))
     if dry_run:
         return rows
     for i, r in enumerate(todo, 1):
         cfg = r["config"]
-        resume = _resumable(cfg)
+        # a run folder of the old split is started again, never continued on the new one
+        resume = _resumable(cfg) and not r["why"].startswith(SPLIT_CHANGED)
         echo(f"[{i}/{len(todo)}] {'resuming' if resume else 'training'} {describe(r)}")
         try:
             res = run(cfg, resume=resume, overwrite=not resume, progress=progress,
-                      device=device)
+                      device=device, allow_code_change=allow_code_change)
         except NonFiniteLossError as e:
             echo(f"failed: {e}")
             r["status"] = "failed"

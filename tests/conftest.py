@@ -110,3 +110,11 @@ def terminal_sigint():
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, old)
+
+
+def computed(history: list[dict]) -> list[dict]:
+    """A history's rows as training computed them: without the run's segment rows (split and
+    code hashes, one per start and resume) and elapsed times, so that a resumed run's history
+    compares equal to an unbroken one's."""
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in history
+            if r.get("kind") != "segment"]

@@ -76,7 +76,9 @@ def test_full_profile_run_writes_results_file(isolated, fake_fashion):
             "--quiet")
     assert r.returncode == 0, r.stderr
     files = list((isolated / "results").glob("*.json"))
-    assert [f.name for f in files] == ["fashion-mnist_20_supervised_seed0_full.json"]
+    # overrides (--steps): a name of its own, never the profile's (issue 28)
+    assert len(files) == 1 and files[0].name.startswith(
+        "fashion-mnist_20_supervised_seed0_full-custom-")
     assert json.loads(files[0].read_text())["overrides"]["steps"] == 2
 
 

@@ -25,6 +25,7 @@ import semibook as sb
 from semibook.engine.checkpoint import load_checkpoint
 from semibook.engine.step import build_optimizer, train_step
 from semibook.engine.fit import fit, prepare
+from tests.conftest import computed
 
 # cuBLAS is deterministic only with a fixed workspace, read when its first handle is made; set
 # here, at collection, before any test touches the GPU (nothing changes on the CPU)
@@ -105,10 +106,6 @@ def test_fused_optimizer_step_equals_the_unfused_one(optimizer, tiny):
                                   rtol=1e-5, atol=1e-7), k
 
 
-def _strip(history):
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in history]
-
-
 def _same_checkpoints(a: Path, b: Path) -> list[str]:
     """The names of the tensors (weights, buffers, optimizer state) that differ."""
     ca, cb = load_checkpoint(a / "checkpoint.pt"), load_checkpoint(b / "checkpoint.pt")
@@ -143,7 +140,7 @@ def test_resume_is_exact_on_cuda_with_deterministic_kernels(method, tiny, tiny_s
     assert not differ, f"two unbroken runs differ (a kernel is not deterministic): {differ[:5]}"
     assert resumed["finished"]
     assert not _same_checkpoints(tmp_path / "whole", tmp_path / "parts")
-    assert _strip(whole["history"]) == _strip(resumed["history"])
+    assert computed(whole["history"]) == computed(resumed["history"])
 
 
 # Under torchrun with one process the engine would train as a single process (world size 1 is

@@ -61,6 +61,8 @@ def numbers(history: list[dict]) -> dict[str, float]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out[prefix] = float(v)
     for r in history:
+        if r["kind"] == "segment":  # provenance (split and code hashes), not computation
+            continue
         walk(f"{r['kind']}@{r['step']}", {k: x for k, x in r.items() if k != "elapsed_s"})
     return out
 

@@ -75,9 +75,15 @@ def test_dry_run_prints_the_device_command_and_writes_every_stage(isolated, fake
     files = sorted(p.name for p in out.iterdir())
     assert files == ["bench.json", "cuda-tests.xml", "gpu-check.json", "gpu-check.log",
                      "results-dry-cpu.tar.gz"]
+    # the dry run's cut-down runs (overrides) have results names of their own (issue 28)
+    from semibook.config import make_config
+    from semibook.engine.results import result_name
+    dry_name = result_name(make_config("supervised", "fashion-mnist", 250, 0, "full", steps=2,
+                                       eval_every=2, eval_size=64))
+    assert "_full-custom-" in dry_name
     with tarfile.open(out / "results-dry-cpu.tar.gz") as tar:
         assert tar.getnames() == [
-            "results/dry-cpu/fashion-mnist_250_supervised_seed0_full.json",
+            f"results/dry-cpu/{dry_name}",
             "results/dry-cpu/bench.json", "splits/fashion-mnist_250_seed0.json"]
         res = json.load(tar.extractfile(tar.getnames()[0]))
     assert res["finished"] and res["config"]["steps"] == 2 and res["device"].startswith("cpu")

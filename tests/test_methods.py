@@ -87,11 +87,16 @@ def test_mixmatch_guessed_labels_carry_no_gradient(tiny, monkeypatch):
 
 
 def test_mixmatch_lambda_u_ramps_linearly(tiny):
+    from semibook.engine.schedules import ramp_length
     m, data = setup_method_("mixmatch", tiny)
-    r = m.rampup_steps
+    r = ramp_length(m.cfg)
+    assert r == max(1, round(m.cfg.steps / 64))  # the official 1/64 of training
+    _, mid = m.training_step(data.batch(r // 2, 1, 2), r // 2) if r > 1 else (None, None)
     _, logs0 = m.training_step(data.batch(0, 1, 2), 0)
     _, logs_end = m.training_step(data.batch(r, 1, 2), r)
     assert logs0["lambda_u"] == 0.0 and logs_end["lambda_u"] == 75.0
+    if mid is not None:
+        assert mid["lambda_u"] == 75.0 * (r // 2) / r
     assert 0.5 <= logs0["lam"] <= 1.0
 
 

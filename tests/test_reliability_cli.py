@@ -42,13 +42,18 @@ ENV_DIRS = ("SEMIBOOK_RUNS", "SEMIBOOK_RESULTS", "SEMIBOOK_SPLITS", "SEMIBOOK_CA
 
 # main() after installing a fault: --nan-at all|S,S (the supervised loss is NaN at those
 # steps), --full-disk NAME (fsync of NAME's temporary file fails with ENOSPC, as a full disk
-# makes a write fail), --read-only DIR (opening a file under DIR for writing fails with EROFS).
+# makes a write fail), --read-only DIR (opening a file under DIR for writing fails with EROFS),
+# --file-limit BYTES (no file may grow past BYTES: every write beyond fails, as on a full disk).
 DRIVER = """
 import builtins, errno, os, sys
 args = sys.argv[1:]
-while args[0] in ("--nan-at", "--full-disk", "--read-only"):
+while args[0] in ("--nan-at", "--full-disk", "--read-only", "--file-limit"):
     kind, arg, args = args[0], args[1], args[2:]
-    if kind == "--nan-at":
+    if kind == "--file-limit":
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(arg), resource.RLIM_INFINITY))
+    elif kind == "--nan-at":
         from semibook.methods.supervised import Supervised
         orig = Supervised.training_step
         def step(self, batch, s, orig=orig, arg=arg):
@@ -58,8 +63,9 @@ while args[0] in ("--nan-at", "--full-disk", "--read-only"):
         Supervised.training_step = step
     elif kind == "--full-disk":
         real_fsync = os.fsync
-        def fsync(fd, name=arg + ".tmp"):
-            if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == name:
+        def fsync(fd, name=arg + "."):
+            base = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+            if base.startswith(name) and base.endswith(".tmp"):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real_fsync(fd)
         os.fsync = fsync
@@ -171,6 +177,17 @@ def _files_without_config(tmp, ctx):
     return d, ["--run-dir", d]
 
 
+def _files_without_config_overwrite(tmp, ctx):
+    d, args = _files_without_config(tmp, ctx)
+    return d, [*args, "--overwrite"]
+
+
+def _marked_files_without_config(tmp, ctx):
+    d, args = _files_without_config(tmp, ctx)
+    (d / rundir.MARKER).write_text(rundir.MARKER_TEXT)
+    return d, args
+
+
 def _crafted_cifar(tmp, ctx):
     root = tmp / "cifar"
     shutil.copytree(ctx["cifar"], root)
@@ -237,9 +254,15 @@ CASES = {
     # 1. --overwrite deletes only what semibook wrote, so it refuses a folder of the user's
     "overwrite-user-folder": Case(_user_folder, 2, ("mine", "did not write", "data.csv",
                                                     "--run-dir")),
-    # 2. semibook's files without config.json: whose run they are is unknown
-    "run-files-without-config": Case(_files_without_config, 2, ("no config.json",
-                                                                "--overwrite")),
+    # 2. semibook's file names without its marker or config.json: whose they are is unknown,
+    # and --overwrite is refused too (issue 28: names alone never make a folder semibook's)
+    "run-files-without-config": Case(_files_without_config, 2, (
+        "neither semibook's marker semibook-run.json", "another --run-dir")),
+    "run-files-without-config-overwrite": Case(_files_without_config_overwrite, 2, (
+        "neither semibook's marker semibook-run.json", "another --run-dir")),
+    # 2. in a folder with the marker, the same files are semibook's: --overwrite starts again
+    "marked-run-files-without-config": Case(_marked_files_without_config, 2, (
+        "no config.json", "--overwrite"), early=False),
     # 3. a crafted CIFAR-10 batch is refused without running its code
     "crafted-cifar-batch": Case(_crafted_cifar, 2, ("data_batch_1", "posix.system",
                                                     "replace it")),
@@ -348,7 +371,9 @@ def test_full_disk_on_a_checkpoint_leaves_no_temporary_file(tmp_path, stopped_ru
     assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
 
 
-def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, fake_fashion):
+def stop_a_long_run(tmp_path, fake_fashion, signum: int, code: int) -> str:
+    """A run of 100,000 steps sent ``signum`` once its first checkpoint exists: its one line
+    (status ``code``), after checking that it left no temporary file and a checkpoint."""
     run = tmp_path / "run"
     p = cli([*run_args(100000, 1), "--data-root", fake_fashion, "--run-dir", run], tmp_path,
             wait=False)
@@ -357,16 +382,21 @@ def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, f
         while p.poll() is None and not (run / "checkpoint.pt").exists() \
                 and time.time() < deadline:
             time.sleep(0.02)
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signum)
         out, err = p.communicate(timeout=60)
     finally:  # a run of 100,000 steps must not outlive a failed test
         if p.poll() is None:
             p.kill()
             p.wait()
-    line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), 130)
-    assert "interrupted" in line and str(run / "checkpoint.pt") in line and "--resume" in line
+    line = one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), code)
+    assert str(run / "checkpoint.pt") in line and "--resume" in line
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
     assert load_checkpoint(run / "checkpoint.pt", "supervised")["step"] >= 1
+    return line
+
+
+def test_ctrl_c_is_one_line_status_130_and_leaves_a_resumable_folder(tmp_path, fake_fashion):
+    assert "interrupted" in stop_a_long_run(tmp_path, fake_fashion, signal.SIGINT, 130)
 
 
 # In-process checks of the same code paths, where a subprocess would add only its start-up.
@@ -468,7 +498,9 @@ def test_results_matching_still_counts_skip_nonfinite(tmp_path, monkeypatch):
     cfg = sb.make_config("supervised", "fashion-mnist", 250, 0, "full")
     (tmp_path / "results").mkdir(exist_ok=True)
     f = tmp_path / "results" / "x.json"
-    f.write_text(json.dumps({"config": {**cfg.to_dict(), "skip_nonfinite": True}}))
+    f.write_text(json.dumps({"method": "supervised", "dataset": "fashion-mnist", "labels": 250,
+                             "seed": 0, "profile": "full", "finished": True, "history": [],
+                             "config": {**cfg.to_dict(), "skip_nonfinite": True}}))
     from semibook.engine.fit import resume_diff
     from semibook.engine.results import same_config
     res = load_results(f)[0]

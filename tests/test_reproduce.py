@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import semibook as sb
 import semibook.reproduce as rp
+from semibook.engine.results import result_name
 from semibook.config import ConfigError
 from semibook.report import aggregate, results_table
 
@@ -89,9 +91,11 @@ def test_reproduce_trains_what_is_missing_then_skips_it(small, trained, isolated
     assert [r["status"] for r in rows] == ["ran"] * 6
     _copy(trained, isolated)
     files = sorted(p.name for p in (isolated / "results").glob("*.json"))
-    assert files == sorted(f"fashion-mnist_{n}_{m}_seed{s}_full.json"
+    # runs with overrides (the tiny sizes) never take the profile's own results names
+    assert files == sorted(result_name(sb.make_config(m, "fashion-mnist", n, s, "full", **small))
                            for m, n in (("supervised", 20), ("mean_teacher", 20),
                                         ("supervised", 400)) for s in SEEDS)
+    assert all("_full-custom-" in f for f in files)
     assert "0 of 6 runs done, 6 to run" in lines
     lines = []
     stamps = {p.name: p.stat().st_mtime_ns for p in (isolated / "results").glob("*.json")}
@@ -103,11 +107,26 @@ def test_reproduce_trains_what_is_missing_then_skips_it(small, trained, isolated
     assert "6 of 6 runs done, 0 to run" in lines
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (isolated / "results").glob("*.json")}
 
-    # a results file of another config is stale (and would be replaced); a deleted one is missing
-    other = dict(small, steps=1)
-    stale = rp.plan(TINY, seeds=(0,), methods=["mean_teacher"], overrides=other)
-    assert [r["status"] for r in stale] == ["stale"]
-    gone = isolated / "results" / "fashion-mnist_20_mean_teacher_seed1_full.json"
+    # a results file of another config is stale (and would be replaced); so is one whose split
+    # file has changed since (issue 28); a deleted one is missing
+    cfg = sb.make_config("mean_teacher", "fashion-mnist", 20, 0, "full", **small)
+    res_file = isolated / "results" / result_name(cfg)
+    kept_res = res_file.read_text()
+    other = json.loads(kept_res)
+    other["config"]["steps"] = 3
+    res_file.write_text(json.dumps(other))
+    stale = rp.plan(TINY, seeds=(0,), methods=["mean_teacher"], overrides=small)
+    assert [(r["status"], r["why"]) for r in stale] == [
+        ("stale", "its results file holds another config")]
+    res_file.write_text(kept_res)
+    split = isolated / "splits" / "fashion-mnist_20_seed0.json"
+    kept = split.read_text()
+    split.write_text(kept.replace("[", "[ ", 1))  # the same ids, another file
+    stale = rp.plan(TINY, seeds=(0,), methods=["mean_teacher"], overrides=small)
+    assert stale[0]["status"] == "stale" and f"{split} has changed" in stale[0]["why"]
+    split.write_text(kept)
+    gone = isolated / "results" / result_name(sb.make_config("mean_teacher", "fashion-mnist", 20,
+                                                             1, "full", **small))
     gone.unlink()
     lines.clear()
     third = rp.reproduce(TINY, seeds=SEEDS, overrides=small, progress=False, echo=lines.append)
@@ -160,8 +179,9 @@ def test_collect_and_aggregate_match_a_hand_computation(small, trained, isolated
     for name, (method, labels) in {"supervised": ("supervised", 20),
                                    "mean_teacher": ("mean_teacher", 20),
                                    "full": ("supervised", 400)}.items():
-        vals = [_by_hand(isolated / "results" / f"fashion-mnist_{labels}_{method}_seed{s}_full.json")
-                for s in SEEDS]
+        vals = [_by_hand(isolated / "results" / result_name(
+            sb.make_config(method, "fashion-mnist", labels, s, "full", **small)))
+            for s in SEEDS]
         hand[name] = {"best": _mean_std([v[0] for v in vals]),
                       "last": _mean_std([v[1] for v in vals])}
     for name in hand:

@@ -468,7 +468,8 @@ class Check:
         logs = self.work / "logs"
         logs.mkdir(exist_ok=True)
         running: dict = {}
-        extra = ["--steps", "2", "--eval-every", "2", "--eval-size", "64"] if self.dry else []
+        dry = dict(steps=2, eval_every=2, eval_size=64) if self.dry else {}
+        extra = [a for k, v in dry.items() for a in (f"--{k.replace('_', '-')}", str(v))]
         while todo or running:
             left = stop_at - time.monotonic()
             while todo and len(running) < jobs and left > RUN_START_MIN_S[self.dry]:
@@ -486,7 +487,7 @@ class Check:
             for proc in [p for p in running if p.poll() is not None]:
                 e, name, t0, log = running.pop(proc)
                 log.close()
-                cfg = make_config(e.method, e.dataset, e.labels, e.seed, "full")
+                cfg = make_config(e.method, e.dataset, e.labels, e.seed, "full", **dry)
                 row = run_row(name, proc.returncode, time.monotonic() - t0,
                               self.work / "results" / result_name(cfg),
                               self.work / "runs" / name / "history.jsonl")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from ..checks import ConfigError
+from ..files import atomic_write_text
 from ..paths import splits_dir
 
 
@@ -102,11 +102,9 @@ def write_split(split: Split, path: Path) -> Path:
     if len(split.held_out):
         payload["held_out"] = split.held_out.tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a temporary name of this process's own: under torchrun every rank draws the same split and
+    # a temporary file of this writer's own: under torchrun every rank draws the same split and
     # writes it, and a shared temporary file would be renamed away under another rank
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload) + "\n")
     split.path, split.sha256 = path, file_sha256(path)
     return path
 
@@ -115,11 +113,20 @@ def read_split(path: Path, y: torch.Tensor | np.ndarray | None = None,
                num_classes: int | None = None) -> Split:
     try:
         d = json.loads(Path(path).read_text())
-        labeled = np.asarray(d["labeled"], dtype=np.int64)
-        held = np.asarray(d.get("held_out", []), dtype=np.int64)
-        train_size = int(d["train_size"])
+        ids, train_size = d["labeled"], d["train_size"]
+        held_ids = d.get("held_out", [])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path}: not a split file ({type(e).__name__}: {e})") from None
+    bad = [i for i in (ids if isinstance(ids, list) else [ids])
+           + (held_ids if isinstance(held_ids, list) else [held_ids])
+           if isinstance(i, bool) or not isinstance(i, int)]
+    if bad or isinstance(train_size, bool) or not isinstance(train_size, int):
+        what = f"an id is {bad[0]!r}" if bad else f"train_size is {train_size!r}"
+        raise ConfigError(f"{path}: not a split file ({what}; labeled and held_out must be flat "
+                          f"lists of integer image ids, train_size an integer); restore it, or delete "
+                          f"it to draw the split again")
+    labeled = np.asarray(ids, dtype=np.int64)
+    held = np.asarray(held_ids, dtype=np.int64)
     if len(np.unique(labeled)) != len(labeled):
         raise ConfigError(f"{path}: labeled ids repeat")
     if len(labeled) and (labeled.min() < 0 or labeled.max() >= train_size):

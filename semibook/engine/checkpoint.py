@@ -1,4 +1,4 @@
-"""Checkpoints and run-folder files: written atomically (temporary file, fsync, rename), so a
+"""Checkpoints, written atomically as every run-folder file is (:mod:`semibook.files`), so a
 process killed at any moment leaves either the previous complete file or the new one, never a
 torn one. Checkpoints load with ``weights_only=True``: they hold only tensors and plain
 containers of str, int, float and bool (configs as dicts; no RNG states are needed, see
@@ -6,7 +6,6 @@ containers of str, int, float and bool (configs as dicts; no RNG states are need
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
@@ -15,53 +14,11 @@ import torch
 import torch.nn as nn
 
 from ..checks import ConfigError
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some filesystems refuse fsync on a directory
-        pass
-
-
-def _atomic_write(path: Path, mode: str, write) -> None:
-    """Write ``path`` through its temporary file. A write that fails (a full disk, a read-only
-    folder, Ctrl-C) removes the temporary file and leaves ``path`` as it was; only a killed
-    process leaves a torn temporary file, which the next write replaces."""
-    path = Path(path)
-    tmp = _tmp(path)
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    except BaseException as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file
-            e.filename = str(path)
-        raise
+from ..files import atomic_write, atomic_write_text  # noqa: F401 (re-exported)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic_write(path, "wb", lambda f: torch.save(state, f))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file (config, results) so that readers never see half of it."""
-    _atomic_write(path, "w", lambda f: f.write(text))
+    atomic_write(path, True, lambda f: torch.save(state, f))
 
 
 def _load_failure(path: Path, e: Exception) -> str:
@@ -93,6 +50,29 @@ def load_checkpoint(path: Path, method: str | None = None) -> dict:
         raise ConfigError(f"{path}: checkpoint of method {state.get('config', {}).get('method')!r}"
                           f", expected {method!r}")
     return state
+
+
+# What a checkpoint to resume from holds (written by engine.fit), with the kinds of the values
+RESUME_KEYS = (("step", int), ("config", dict), ("method", dict), ("optimizer", dict),
+               ("extra_optimizers", dict), ("elapsed_s", (int, float)), ("started_at", str))
+
+
+def check_resumable(state: dict, path: Path, steps: int, extra: tuple[str, ...] = ()) -> None:
+    """One line, naming the checkpoint, where it lacks what a resume reads (a key, the extra
+    optimizers ``extra``) or holds a step outside 0..``steps``."""
+    for key, kind in RESUME_KEYS:
+        v = state.get(key)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            what = "has no" if key not in state else "has a damaged"
+            raise ConfigError(f"{path}: the checkpoint {what} {key!r}, so the run cannot "
+                              f"continue from it; delete it, or pass --overwrite to start the "
+                              f"run again")
+    missing = [n for n in extra if n not in state["extra_optimizers"]]
+    if missing or not 0 <= state["step"] <= steps:
+        what = (f"no state of the {missing[0]} optimizer" if missing else
+                f"step {state['step']}, outside 0..{steps}")
+        raise ConfigError(f"{path}: the checkpoint holds {what}, so the run cannot continue "
+                          f"from it; delete it, or pass --overwrite to start the run again")
 
 
 def load_weights(module: nn.Module | torch.optim.Optimizer, state: dict, path: Path,

@@ -23,9 +23,10 @@ from ..methods import get_method_class
 from ..methods.base import DataSpec
 from . import distributed, interrupt, rundir
 from .batches import StepData
-from .checkpoint import atomic_write_text, load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import (atomic_write_text, check_resumable, load_checkpoint, load_weights,
+                         save_checkpoint)
 from .evaluate import Trainer, _fixed_subset
-from .results import _code_commit, config_diff, make_results
+from .results import _code_commit, check_segment, code_segments, config_diff, make_results
 from .seed import device_name, pick_device, seed_everything, step_seed
 from .step import build_optimizer, speed_options, train_step
 
@@ -126,9 +127,12 @@ def resume_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
 
 def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool = False,
         progress: bool = True, device: torch.device | str | None = None,
-        stop_after: int | None = None) -> dict[str, Any]:
+        stop_after: int | None = None, allow_code_change: bool = False) -> dict[str, Any]:
     """Train ``cfg`` in ``run_dir`` and return the results dict (also written as results.json).
 
+    Every segment of the run (its start, each resume) records in the history the hash of its
+    split file and of the package's code; a resume refuses a changed split, and a changed code
+    unless ``allow_code_change`` (the results file then lists the segments' code).
     ``stop_after`` ends the process's work after that many steps (as a crash would), leaving the
     checkpoint to ``resume`` from; used by the tests.
     """
@@ -145,10 +149,11 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     distributed.barrier()  # every rank has seen the folder as it was before rank 0 writes
     lock = rundir.claim(run_dir, resume, overwrite, differs) if ranks.main else None
     try:
-        return _train(cfg, trainer, split, run_dir, resume, ranks, device, progress, stop_after)
-    except OSError as e:  # a full disk under the history's appends: name the folder at least
-        if e.filename is None:
-            e.filename = str(run_dir)
+        return _train(cfg, trainer, split, run_dir, resume, ranks, device, progress, stop_after,
+                      allow_code_change)
+    except OSError as e:  # a full disk under the history's appends (every other write of the
+        if e.filename is None and not isinstance(e, BrokenPipeError):  # run names its file)
+            e.filename = str(run_dir / "history.jsonl")
         raise
     finally:
         if lock is not None:
@@ -198,7 +203,7 @@ def _changed_options(cfg: Config, old: dict[str, Any], kept: list[str],
 
 def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: bool,
            ranks: distributed.Dist, device: torch.device, progress: bool,
-           stop_after: int | None) -> dict[str, Any]:
+           stop_after: int | None, allow_code_change: bool = False) -> dict[str, Any]:
     """``fit`` in its claimed run folder: load the checkpoint to resume from (before writing
     anything), then train, log, checkpoint and write results.json."""
     method = trainer.method
@@ -206,7 +211,7 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
                           method.encoder_norm_parameters())
     hist_path, ckpt_path = run_dir / "history.jsonl", run_dir / "checkpoint.pt"
     start, elapsed_before, started_at = 0, 0.0, datetime.now(timezone.utc).isoformat()
-    code = _code_commit()  # the code this run starts from (kept across resumes)
+    code = now = _code_commit()  # the code this run starts from (kept across resumes)
     # the current logging window (steps since the last train row), checkpointed with the rest
     sums: dict[str, torch.Tensor] = {}
     count = skipped = 0
@@ -218,6 +223,8 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
         if diff:
             raise ConfigError(f"{ckpt_path}: checkpoint of a different config (differs in: "
                               f"{', '.join(diff)})")
+        check_resumable(state, ckpt_path, cfg.steps, tuple(method.extra_optimizers()))
+        check_segment(state, ckpt_path, split, now, allow_code_change)
         load_weights(method, state["method"], ckpt_path, f"{cfg.method} models")
         load_weights(opt, state["optimizer"], ckpt_path, "optimizer")
         for name, o in method.extra_optimizers().items():
@@ -229,13 +236,13 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
         if ranks.main:
             kept = _history_until(hist_path, start) if hist_path.exists() else []
             option_rows = _changed_options(cfg, state["config"], kept, start)
+    # this segment of the run: from which step, on which split file and code
+    segment = json.dumps({"kind": "segment", "step": start, "split_sha256": split.sha256, **now})
     if ranks.main:  # the checks are done: the run's first write is the marker
         rundir.mark(run_dir)
         atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
-        if kept is not None:
-            atomic_write_text(hist_path, "".join(ln + "\n" for ln in kept + option_rows))
-        elif hist_path.exists():
-            hist_path.unlink()
+        atomic_write_text(hist_path, "".join(ln + "\n" for ln in (kept or []) + option_rows
+                                             + [segment]))
     trainer.step_fn = distributed.wrap(method, ranks, device, trainer.segmentation)
 
     def checkpoint(step: int) -> None:
@@ -247,6 +254,8 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
                                                          method.extra_optimizers().items()},
                                     "elapsed_s": elapsed_before + time.time() - t0,
                                     "started_at": started_at, "code": code,
+                                    "split_sha256": split.sha256,
+                                    "code_sha256": now["code_sha256"],
                                     "log_sums": dict(sums), "log_count": count,
                                     "log_skipped": skipped})
 
@@ -323,5 +332,8 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
                            elapsed_before + time.time() - t0, finished, trainer.metric, code)
     if finished and trainer.segmentation:
         results["samples"] = trainer.samples()
+    segments = code_segments(history)
+    if segments:  # --allow-code-change: the code of each segment, and that it changed
+        results["code_changed"] = segments
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1) + "\n")
     return results

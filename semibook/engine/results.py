@@ -4,9 +4,11 @@ provenance a chapter prints beside a result."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from ..checks import ConfigError
-from ..config import Config
+from ..config import Config, is_semibook_config
 from ..data.splits import Split
 from ..paths import ROOT, results_dir
 from .seed import device_name, host_info
@@ -42,7 +44,44 @@ def _git_commit() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
-_IMPORTED = _git_commit()  # see _code_commit
+def _code_sha256() -> str:
+    """The SHA-256 of the package's code: every ``.py`` file under ``semibook/``, by its path
+    and bytes (what a commit alone does not say: edits not committed)."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parents[1]
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_IMPORTED = {**_git_commit(), "code_sha256": _code_sha256()}  # see _code_commit
+
+
+def check_segment(state: dict[str, Any], ckpt_path: Path, split: Split, now: dict[str, Any],
+                   allow_code_change: bool) -> None:
+    """Refuse to continue a checkpoint on another split file, or on other code unless
+    allowed (checkpoints written before these were recorded are not checked)."""
+    was = state.get("split_sha256")
+    if was is not None and was != split.sha256:
+        raise ConfigError(f"{split.path}: the split file has changed since this run's checkpoint "
+                          f"(sha256 {was[:12]} then, {str(split.sha256)[:12]} now); the run "
+                          f"cannot continue on another split: restore the file, or pass "
+                          f"--overwrite to start the run again")
+    was = state.get("code_sha256")
+    if was is not None and was != now["code_sha256"] and not allow_code_change:
+        raise ConfigError(f"{ckpt_path}: semibook's code has changed since this checkpoint (code "
+                          f"sha256 {was[:12]} then, {now['code_sha256'][:12]} now); pass "
+                          f"--allow-code-change to continue with today's code (the results "
+                          f"file records both), or --overwrite to start again")
+
+
+def code_segments(history: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The code of each segment, where a resume changed it (None where one code ran)."""
+    segs = [r for r in history if r.get("kind") == "segment"]
+    if len({r.get("code_sha256") for r in segs}) <= 1:
+        return None
+    return [{k: r.get(k) for k in ("step", "git_commit", "git_dirty", "code_sha256")}
+            for r in segs]
 
 
 def _versions() -> dict[str, str]:
@@ -71,12 +110,9 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
     # every image): the best point is chosen among scores of the same images
     curve = lambda r: r.get(f"subset_{metric}", r[metric])  # noqa: E731
     best = max(evals, key=curve) if evals else None
-    from ..config import make_config
-    default = make_config(cfg.method, cfg.dataset, cfg.labels, cfg.seed, cfg.profile).to_dict()
-    overrides = {k: v for k, v in cfg.to_dict().items() if default.get(k) != v}
     return {
         "method": cfg.method, "dataset": cfg.dataset, "labels": cfg.labels, "seed": cfg.seed,
-        "profile": cfg.profile, "overrides": overrides, "finished": finished,
+        "profile": cfg.profile, "overrides": overrides(cfg), "finished": finished,
         "config": cfg.to_dict(),
         "split_file": str(split.path.relative_to(ROOT)) if split.path and
         split.path.is_relative_to(ROOT) else str(split.path),
@@ -94,27 +130,73 @@ def make_results(cfg: Config, history: list[dict], split: Split, device: torch.d
     }
 
 
+def overrides(cfg: Config) -> dict[str, Any]:
+    """The fields in which ``cfg`` differs from what its profile gives (the caller's
+    overrides)."""
+    from ..config import make_config
+    default = make_config(cfg.method, cfg.dataset, cfg.labels, cfg.seed, cfg.profile).to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if default.get(k) != v}
+
+
 def result_name(cfg: Config) -> str:
-    return f"{cfg.dataset}_{cfg.labels}_{cfg.method}_seed{cfg.seed}_{cfg.profile}.json"
+    """``<dataset>_<labels>_<method>_seed<seed>_<profile>.json`` for a config of its profile;
+    a config with overrides gets a name of its own (``..._<profile>-custom-<hash>.json``, the
+    hash of its overrides), so it never replaces the profile's result."""
+    name = f"{cfg.dataset}_{cfg.labels}_{cfg.method}_seed{cfg.seed}_{cfg.profile}"
+    over = overrides(cfg)
+    if over:
+        digest = hashlib.sha256(json.dumps(over, sort_keys=True).encode()).hexdigest()[:10]
+        name += f"-custom-{digest}"
+    return name + ".json"
+
+
+_TYPES = (("method", str), ("dataset", str), ("profile", str), ("labels", int), ("seed", int),
+          ("finished", bool), ("history", list))
+_warned: set[str] = set()
+
+
+def results_problem(r: Any) -> str | None:
+    """What keeps a parsed JSON file from being a results file of this schema (None: it is)."""
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    for k, t in _TYPES:
+        if not isinstance(r.get(k), t) or (t is int and isinstance(r[k], bool)):
+            return f"no {k}" if k not in r else f"its {k} is not a {t.__name__}"
+    if not is_semibook_config(r.get("config")):
+        return "no config that semibook wrote"
+    return None
+
+
+def read_results(f: Path) -> dict[str, Any] | None:
+    """One results file; None (with a one-line warning on stderr, once per file) for a JSON
+    file of another schema; one line (ConfigError) for a file that does not read as JSON."""
+    try:
+        r = json.loads(Path(f).read_text())
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        raise ConfigError(f"{f}: not a readable results file ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:100]}); restore it from git, or delete it "
+                          f"(its run is then trained again)") from None
+    problem = results_problem(r)
+    if problem is None:
+        return r
+    if str(f) not in _warned:
+        _warned.add(str(f))
+        print(f"warning: {f}: not a semibook results file ({problem}); skipped",
+              file=sys.stderr, flush=True)
+    return None
 
 
 def load_results(path: Path | str | None = None, **match: Any) -> list[dict[str, Any]]:
-    """Results files under ``results/`` (or ``path``) whose fields equal ``match``."""
+    """Results files under ``results/`` (or ``path``) whose fields equal ``match``; JSON files
+    of another schema are skipped with a warning naming them."""
     base = Path(path) if path else results_dir()
     if path is None and not base.exists():  # no results folder yet: no results
         return []
     files = sorted(base.glob("*.json")) if base.is_dir() else [base]
     out = []
     for f in files:
-        try:
-            r = json.loads(f.read_text())
-            if not isinstance(r, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
-            raise ConfigError(f"{f}: not a readable results file ({type(e).__name__}: "
-                              f"{' '.join(str(e).split())[:100]}); restore it from git, or delete it "
-                              f"(its run is then trained again)") from None
-        if all(r.get(k) == v for k, v in match.items()):
+        r = read_results(f)
+        if r is not None and all(r.get(k) == v for k, v in match.items()):
             r["results_file"], r["loaded"] = str(f), True
             r["profile_changes"] = profile_changes(r)
             out.append(r)

@@ -13,7 +13,7 @@ from ..config import Config
 from ..paths import results_dir, runs_dir
 from .checkpoint import atomic_write_text
 from .fit import fit
-from .results import finished_results, result_name
+from .results import finished_results, read_results, result_name
 from .seed import pick_device
 
 
@@ -24,21 +24,26 @@ def default_run_dir(cfg: Config) -> Path:
 
 def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
         overwrite: bool = False, progress: bool = True, save_results: bool | None = None,
-        device: str | None = None) -> dict[str, Any]:
+        device: str | None = None, allow_code_change: bool = False) -> dict[str, Any]:
     """Train one configured run in its run folder; a finished run of the full or paper profile
-    also writes ``results/<dataset>_<labels>_<method>_seed<seed>_<profile>.json``."""
+    also writes ``results/<dataset>_<labels>_<method>_seed<seed>_<profile>.json`` (a config
+    with overrides: a name of its own, see :func:`result_name`). A file there that is not a
+    results file is never replaced: the run is refused before it trains."""
     run_dir = Path(run_dir or default_run_dir(cfg))
+    if save_results is None:
+        save_results = cfg.profile != "smoke"
+    out = results_dir() / result_name(cfg)
+    if save_results and out.exists() and read_results(out) is None:  # before any training
+        raise ConfigError(f"{out} is not a semibook results file, and this run would write its "
+                          f"results there; move it away, or pass --no-results")
     results = fit(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress,
-                  device=device)
+                  device=device, allow_code_change=allow_code_change)
     if results.get("finished") and results.get("skipped_nonfinite", 0) >= cfg.steps:
         raise NonFiniteLossError(
             f"every one of the {cfg.steps} steps had a non-finite loss and was skipped, so the "
             f"weights are as initialised ({run_dir / 'results.json'}); no results file was "
             f"written: look for the cause (data, learning rate) and run again with --overwrite")
-    if save_results is None:
-        save_results = cfg.profile != "smoke"
     if save_results and results.get("finished"):
-        out = results_dir() / result_name(cfg)
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(results, indent=1) + "\n")
         results["results_file"] = str(out)

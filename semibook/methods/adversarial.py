@@ -38,6 +38,7 @@ class Adversarial(SemiMethod):
     tasks = ("segmentation",)
     views_l, views_u = 1, 1
     labels_extra = True  # D's real maps: an independently drawn labeled batch
+    extra_hparams = ("semi_start",)  # semi_start_frac in absolute steps (a short schedule's)
 
     @classmethod
     def recipe(cls, profile, dataset):

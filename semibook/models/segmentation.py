@@ -115,8 +115,14 @@ def create_segmentation_model(name: str, num_classes: int, in_channels: int = 3,
                                     in_channels=in_channels, classes=num_classes, **spec)
     except KeyError as e:  # smp lists the valid names in its message
         raise ConfigError(str(e).strip("'\"")[:300]) from None
-    except (OSError, RuntimeError, ValueError) as e:
-        if weights is None or weights_path is not None:
+    except Exception as e:
+        if weights_path is not None:  # torch's advice (weights_only=False) would run its code
+            first = (str(e).strip().splitlines() or [""])[0]
+            first = "" if "weights_only" in str(e) else f": {first[:120]}"
+            raise ConfigError(f"{weights_path}: cannot load it as the {encoder} encoder's "
+                              f"weights ({type(e).__name__}{first}); pass timm's weights file "
+                              f"of that encoder (model.safetensors or pytorch_model.bin)") from None
+        if weights is None or not isinstance(e, (OSError, RuntimeError, ValueError)):
             raise
         import timm
         cfg = timm.models.get_pretrained_cfg(encoder[3:])

@@ -419,9 +419,16 @@ class Check:
             and dataset_info(c.dataset).task in self.args.tasks]
         sizes = ["--quick", "--steps", "1", "--warmup", "1", "--ref-workers", "0"] if self.dry \
             else ["--steps", "20", "--warmup", "5"]
+        # the bench writes its report whole at the end; the cases measured before a stop at the
+        # limit come from its --partial file
+        partial = self.work / BENCH
         rc = self.sh([sys.executable, "-m", "semibook", "bench", "--cases", *cases, "--device",
-                      self.device, "--out", self.out / BENCH, *sizes], limit)
+                      self.device, "--out", self.out / BENCH, "--partial", partial, *sizes],
+                     limit)
         rec.update(rc=rc, status=self.status(rc), cases_asked=len(cases))
+        if not (self.out / BENCH).exists() and partial.exists():
+            shutil.copyfile(partial, self.out / BENCH)
+            rec["partial"] = True
         if (self.out / BENCH).exists():
             rep = json.loads((self.out / BENCH).read_text())
             rec["matmul_tflops"] = round(rep["matmul"]["best_flops_per_s"] / 1e12, 2)

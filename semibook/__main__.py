@@ -148,6 +148,7 @@ def _confirm(cfg, args) -> bool:
 def summary(res: dict) -> str:
     """What a finished ``run`` prints: the metric in percent (as the book shows it), the run
     folder, the results file or why there is none, and the elapsed time."""
+    from .paths import results_dir
     key = res.get("metric", "acc")
     name = {"acc": "accuracy", "miou": "mIoU"}[key]
     lines = [f"{res['method']} on {res['dataset']}, {res['labels']} labels, seed {res['seed']}, "
@@ -158,10 +159,12 @@ def summary(res: dict) -> str:
     if res.get("skipped_nonfinite"):
         lines.append(f"  skipped:      {res['skipped_nonfinite']} of {res['config']['steps']} "
                      f"steps had a non-finite loss (--skip-nonfinite)")
-    lines.append(f"  run folder:   {res['run_dir']}")
+    folder = res["run_dir"] or "none here (trained elsewhere, as its results file says)"
+    lines.append(f"  run folder:   {folder}")
     why = ("smoke runs are never saved as results" if res["profile"] == "smoke" else
            "--no-results" if res.get("no_results") else
-           "the run did not finish" if not res.get("finished") else "")
+           "the run did not finish" if not res.get("finished") else
+           f"none of this config under {results_dir()}")
     lines.append(f"  results file: {res.get('results_file') or 'none (' + why + ')'}")
     lines.append(f"  elapsed:      {_minutes(res['elapsed_s'])}")
     return "\n".join(lines)
@@ -194,10 +197,16 @@ def _run(args) -> int:
         overrides["weights_path"] = args.weights
     cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
                       **overrides)
+    run_dir = args.run_dir or default_run_dir(cfg)
+    if not (args.resume or args.overwrite):
+        from .engine.run import finished_run
+        done = finished_run(cfg, run_dir)
+        if done is not None:  # nothing to continue: show the run, as a finished run ends
+            _report(done, args, again=True)
+            return 0
     if not _confirm(cfg, args):
         print("not started")
         return 1
-    run_dir = args.run_dir or default_run_dir(cfg)
     try:
         res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet, save_results=False if args.no_results else None,
@@ -210,14 +219,24 @@ def _run(args) -> int:
         raise Interrupted(f"interrupted; {where}") from None
     if res.get("rank", 0) != 0:  # under torchrun, rank 0 reports
         return 0
-    res = {**res, "run_dir": str(run_dir), "no_results": args.no_results}
+    _report({**res, "run_dir": str(run_dir), "no_results": args.no_results}, args)
+    return 0
+
+
+def _report(res: dict, args, again: bool = False) -> None:
+    """A run's summary (``--json``: one line); ``again``: the run had finished before this
+    command, which trained nothing and says how to train it again."""
     if args.json:
         print(json.dumps({k: res.get(k) for k in (
             "method", "dataset", "labels", "seed", "profile", "last", "best", "elapsed_s",
-            "run_dir", "results_file", "skipped_nonfinite")}))
-    else:
-        print(summary(res))
-    return 0
+            "run_dir", "results_file", "skipped_nonfinite")} | ({"already_finished": True}
+                                                                  if again else {})))
+        return
+    print(summary(res))
+    if again:
+        where = "its run folder" if res.get("run_dir") else "its results file"
+        print(f"already finished ({where}), so nothing was trained; to train it again, add "
+              f"--overwrite")
 
 
 def _os_error(e: OSError) -> str:

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,10 +65,22 @@ def test_run_writes_run_folder_and_results_file(isolated, fake_fashion):
     for key in ("config", "split_file", "split_sha256", "git_commit", "device", "versions",
                 "elapsed_s", "history", "best", "last", "started_at"):
         assert key in res
-    # a second run into the same folder is refused without --resume/--overwrite
-    again = cli("run", "--method", "supervised", "--profile", "smoke", "--steps", "4",
-                "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
-    assert again.returncode == 2 and "--resume" in again.stderr
+    # the finished run asked again: its summary, exit 0, nothing trained or rewritten
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    args = ("run", "--method", "supervised", "--profile", "smoke", "--steps", "4",
+            "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == "supervised on fashion-mnist, 20 labels, seed 0, " \
+                                           "profile smoke"
+    assert f"run folder:   {run}" in again.stdout and "last accuracy" in again.stdout
+    assert "already finished (its run folder)" in again.stdout and "--overwrite" in again.stdout
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before
+    # a run that did not finish is still refused without --resume/--overwrite
+    res["finished"] = False
+    (run / "results.json").write_text(json.dumps(res))
+    stopped = cli(*args)
+    assert stopped.returncode == 2 and "--resume" in stopped.stderr
 
 
 def test_full_profile_run_writes_results_file(isolated, fake_fashion):
@@ -78,6 +91,19 @@ def test_full_profile_run_writes_results_file(isolated, fake_fashion):
     files = list((isolated / "results").glob("*.json"))
     assert [f.name for f in files] == ["fashion-mnist_20_supervised_seed0_full.json"]
     assert json.loads(files[0].read_text())["overrides"]["steps"] == 2
+    # asked again, with the run folder and then with the results file alone: its summary,
+    # exit 0, the results file unchanged
+    before = files[0].read_bytes()
+    for where in ("its run folder", "its results file"):
+        if where == "its results file":
+            shutil.rmtree(isolated / "runs")
+        again = cli("run", "--method", "supervised", "--profile", "full", "--steps", "2",
+                    "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
+        assert again.returncode == 0, again.stderr
+        assert f"already finished ({where})" in again.stdout
+        assert f"results file: {files[0]}" in again.stdout
+        assert files[0].read_bytes() == before
+    assert "run folder:   none here" in again.stdout
 
 
 def test_help_is_fast_lists_the_choices_and_imports_no_torch():

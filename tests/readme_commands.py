@@ -16,6 +16,12 @@ NEEDS_DATA = {"cifar10": "the user's CIFAR-10", "voc": "the user's PASCAL VOC",
               "cityscapes": "the user's Cityscapes"}
 
 
+# What the clean-clone test (tests/test_readme.py) appends to a bench command as printed: the
+# smallest sizes (one quick case, one step, no reference); the options that say where the report
+# goes are left as printed.
+BENCH_TINY = " --quick --cases supervised-full --steps 1 --warmup 0 --no-reference --curve 0"
+
+
 def shown(readme: str) -> list[str]:
     """Every command line of the README's bash blocks (comments stripped), then the
     ``.venv/bin/python -m semibook ...`` commands written inline in its text."""
@@ -47,9 +53,8 @@ def runnable(cmd: str) -> tuple[str | None, str]:
             return cmd, "smoke profile"
         if cmd.rstrip().endswith("-m semibook"):
             return None, "a fragment of a longer command in the text"
-        if " bench" in cmd:
-            return re.sub(r" bench.*", " bench --quick --out \"$SEMIBOOK_RESULTS/bench.json\"",
-                          cmd), "tiny sizes"
+        if re.search(r" bench( |$)", cmd):  # where the report goes, as printed
+            return cmd + BENCH_TINY, "tiny sizes"
         return cmd, "as shown"
     if cmd.startswith("make gpu-check"):
         return "make gpu-check DRY=1", "the check's CPU dry run"
@@ -58,6 +63,52 @@ def runnable(cmd: str) -> tuple[str | None, str]:
     if cmd.startswith("make book") or cmd.startswith("make test"):
         return None, "run first by tests/fresh_clone.sh"
     return cmd, "as shown"
+
+
+def as_printed(cmd: str) -> tuple[str | None, str]:
+    """(the command as the clean-clone test runs it, or None, why): each command exactly as
+    printed, except that bench takes BENCH_TINY and make runs with the test's environment
+    (``-o .venv/.installed``, not reinstalled); what needs the user's data, a GPU, a network or
+    the long book build is left to tests/fresh_clone.sh or to its own test."""
+    if " -m semibook " in f"{cmd} ":
+        dataset = re.search(r"--dataset (\S+)", cmd)
+        if dataset and dataset.group(1) in NEEDS_DATA:
+            return None, f"needs {NEEDS_DATA[dataset.group(1)]}"
+        if cmd.rstrip().endswith("-m semibook"):
+            return None, "a fragment of a longer command in the text"
+        if re.search(r" bench( |$)", cmd):
+            return cmd + BENCH_TINY, "as printed, at the bench's tiny sizes"
+        return cmd, "as printed"
+    if cmd.startswith("make lab"):
+        return None, "its own test (tests/test_lab.py): a server to start and stop"
+    if cmd.startswith(("make book", "make test", "make gpu-", "tar ")):
+        return None, "run by tests/fresh_clone.sh (minutes, a network or a GPU)"
+    if cmd.startswith("make "):
+        return "make -o .venv/.installed " + cmd[len("make "):], "as printed"
+    return cmd, "as printed"
+
+
+def clean_clone(src: Path, dest: Path, venv: Path) -> Path:
+    """A fresh repository at ``dest`` holding the working tree of ``src`` as it is (tracked
+    files and untracked ones git does not ignore) in one commit, with ``.venv`` linked to
+    ``venv``: what a newcomer's clone is, uncommitted changes included."""
+    import shutil
+    import subprocess
+    git = lambda *a, cwd=dest: subprocess.run(["git", *a], cwd=cwd, check=True,
+                                             capture_output=True, text=True).stdout
+    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=src)
+    dest.mkdir(parents=True)
+    for name in filter(None, files.split("\0")):
+        if (src / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, dest / name)
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-q", "-m", "clone")
+    (dest / ".venv").symlink_to(venv)
+    with open(dest / ".git" / "info" / "exclude", "a") as f:
+        f.write(".venv\n")  # a link, which .gitignore's directory pattern .venv/ does not match
+    return dest
 
 
 def main() -> None:

@@ -24,6 +24,21 @@ REQUIREJS        := 2.3.8
 REQUIREJS_SHA    := 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
 WIDGETS_JS       := _widgets/widgets/embed-amd.js
 
+# Preflight: the system programs the asked targets need, checked before anything runs; a
+# missing one stops make with one line naming the Debian package (exit status 2)
+GOALS := $(or $(MAKECMDGOALS),$(STAMP))
+need = $(if $(shell command -v $(1) 2>/dev/null),,$(error $(1) not found ($(2)); install it: \
+  sudo apt-get install $(3)))
+ifneq ($(filter book book-strict test,$(GOALS)),)
+$(call need,dot,Graphviz draws the chapters' diagrams,graphviz)
+ifeq ($(wildcard $(WIDGETS_JS)),)
+$(call need,npm,it packs the widgets' JavaScript once,npm)
+endif
+endif
+ifneq ($(filter test render,$(GOALS)),)
+$(call need,chromium,the rendered-book test opens every page in it,chromium)
+endif
+
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

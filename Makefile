@@ -9,7 +9,7 @@ PROFILE ?= full
 NOTEBOOKS ?= book/*.ipynb
 LOAD_ONLY ?= 1
 
-.PHONY: book test unit smoke-notebooks nbval book-strict render reproduce execute gpu-prepare \
+.PHONY: book lab test unit smoke-notebooks nbval book-strict render reproduce execute gpu-prepare \
 	gpu-check clean
 
 # MathJax served by the book itself (Sphinx would load it from a CDN, unreachable offline)
@@ -67,6 +67,13 @@ $(WIDGETS_JS):
 book: $(STAMP) $(MATHJAX) $(WIDGETS_JS)
 	$(VENV)/bin/jupyter-book build --all .
 	@echo "open _build/html/index.html"
+
+# JupyterLab on the chapters (book/), from .venv: open one and run it (Run > Run All Cells).
+# LAB_ARGS passes options, e.g. make lab LAB_ARGS="--no-browser --port 8890"; as root (a
+# container) it adds --allow-root, without which Jupyter refuses to start
+lab: $(STAMP)
+	$(VENV)/bin/jupyter-lab --ServerApp.root_dir=book $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  $(LAB_ARGS)
 
 # Unit tests, every chapter run in the smoke profile (the training code path), the chapters
 # re-executed in the reported profile from the results files with their committed outputs

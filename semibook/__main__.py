@@ -90,6 +90,9 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="names from semibook.calibration.CANDIDATES (default: all)")
     c.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
     c.add_argument("--quiet", action="store_true")
+    h = sub.add_parser("report", help="print the headline results table (from results/)")
+    h.add_argument("--readme", action="store_true", help="write it into README.md and draw "
+                   "docs/results.png (each only where it changed)")
     if argv and argv[0] == "bench":  # the benchmark's options need its module (and torch)
         from .bench import add_parser as add_bench_parser
         add_bench_parser(sub)
@@ -261,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibrate":
             from .calibration import calibrate
             calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)
+            return 0
+        if args.command == "report":
+            from . import headline
+            if args.readme:
+                written = headline.write_readme()
+                print("wrote " + ", ".join(written) if written else "README.md and "
+                      f"{headline.FIGURE} were up to date")
+            else:
+                print(headline.markdown(headline.headline()))
             return 0
         if args.command == "bench":
             from .bench import main as bench_main

@@ -1,5 +1,7 @@
-"""The commands README.md shows, as a newcomer runs them after its set-up, turned into the
-forms that finish here: training in the smoke profile (the full profile is hours on a CPU),
+"""The commands README.md and docs/USING.md show, as a newcomer runs them after the set-up.
+``as_printed``: each exactly as printed (the bench at its tiny sizes), for the clean-clone test
+of tests/test_readme.py. ``runnable``: turned into the forms that finish here for
+tests/fresh_clone.sh: training in the smoke profile (the full profile is hours on a CPU),
 the bench and the GPU check at their tiny sizes. Commands that need what this project does
 not have (the user's CIFAR-10, VOC or Cityscapes; a GPU's archive) are listed with the
 reason they are left out. ``python tests/readme_commands.py`` prints one runnable command a
@@ -12,6 +14,9 @@ import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+# the pages a user follows: README.md and the reference it sends them to (docs/DEVELOPING.md
+# holds the maintainers' commands, which rewrite committed files on purpose)
+USER_PAGES = ("README.md", "docs/USING.md")
 NEEDS_DATA = {"cifar10": "the user's CIFAR-10", "voc": "the user's PASCAL VOC",
               "cityscapes": "the user's Cityscapes"}
 
@@ -32,13 +37,19 @@ def shown(readme: str) -> list[str]:
             if line and not line.startswith("#"):
                 out.append(line)
     text = re.sub(r"```.*?```", "", readme, flags=re.S)
-    out += [c for c in re.findall(r"`(\.venv/bin/python -m semibook[^`]*)`", text)
-            if c not in out]
+    inline = [" ".join(c.split()) for c in  # an inline command may break across lines
+              re.findall(r"`(\.venv/bin/python\s+-m\s+semibook[^`]*)`", text)]
+    out += [c for c in inline if c not in out]
     return out
+
+
+SYSTEM = (None, "installs system packages (.ci/run does where they are missing)")
 
 
 def runnable(cmd: str) -> tuple[str | None, str]:
     """(the command as it runs here, or None, why)."""
+    if cmd.startswith(("sudo ", "apt-get ")):
+        return SYSTEM
     if " -m semibook " in f"{cmd} ":
         dataset = re.search(r"--dataset (\S+)", cmd)
         if dataset and dataset.group(1) in NEEDS_DATA:
@@ -56,6 +67,8 @@ def runnable(cmd: str) -> tuple[str | None, str]:
         if re.search(r" bench( |$)", cmd):  # where the report goes, as printed
             return cmd + BENCH_TINY, "tiny sizes"
         return cmd, "as shown"
+    if cmd.startswith("make lab"):
+        return None, "a server that runs until stopped (tests/test_make.py starts and stops it)"
     if cmd.startswith("make gpu-check"):
         return "make gpu-check DRY=1", "the check's CPU dry run"
     if cmd.startswith("tar ") and "gpu-check" in cmd:
@@ -70,6 +83,8 @@ def as_printed(cmd: str) -> tuple[str | None, str]:
     printed, except that bench takes BENCH_TINY and make runs with the test's environment
     (``-o .venv/.installed``, not reinstalled); what needs the user's data, a GPU, a network or
     the long book build is left to tests/fresh_clone.sh or to its own test."""
+    if cmd.startswith(("sudo ", "apt-get ")):
+        return SYSTEM
     if " -m semibook " in f"{cmd} ":
         dataset = re.search(r"--dataset (\S+)", cmd)
         if dataset and dataset.group(1) in NEEDS_DATA:
@@ -111,9 +126,17 @@ def clean_clone(src: Path, dest: Path, venv: Path) -> Path:
     return dest
 
 
+def user_commands(root: Path = README.parent) -> list[str]:
+    """The commands of the user's pages, in order, each once."""
+    out: list[str] = []
+    for page in USER_PAGES:
+        out += [c for c in shown((root / page).read_text()) if c not in out]
+    return out
+
+
 def main() -> None:
     rows, seen = [], set()
-    for c in shown(README.read_text()):
+    for c in user_commands():
         cmd, why = runnable(c)
         if cmd is None or cmd not in seen:
             rows.append((c, cmd, why))

@@ -34,6 +34,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_make_lab_serves_the_chapters_and_stops(tmp_path):
+    assert "make lab" in rc.shown(rc.README.read_text())  # the README tells how to open one
     clone = rc.clean_clone(rc.README.parent, tmp_path / "clone", Path(sys.prefix))
     port, token = _free_port(), "semibook-test"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),

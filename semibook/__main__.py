@@ -27,7 +27,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from .catalog import DATASET_TASKS, methods_for
     from .config import PROFILES
 
-    p = argparse.ArgumentParser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m semibook",  # plain quotes, not reST's
+                                description=__doc__.split("\n\n")[0].replace("``", "'"))
     sub = p.add_subparsers(dest="command", required=True)
     by_task = "; ".join(f"{t}: {', '.join(methods_for(t))}" for t in ("classification",
                                                                      "segmentation"))

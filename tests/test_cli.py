@@ -27,6 +27,8 @@ def tree(path: Path):
     (["--method", "mixmatch", "--labels", "255"], ["multiple of 10"]),
     (["--method", "mixmatch", "--labels", "70000"], ["larger than the 60000"]),
     (["--method", "mixmatch", "--labels", "-10"], ["positive"]),
+    (["--method", "mixmach"], ["did you mean 'mixmatch'? choose one of: supervised"]),
+    (["--method", "mixmatch", "--dataset", "fasion-mnist"], ["did you mean 'fashion-mnist'?"]),
 ])
 def test_bad_input_is_one_line_naming_the_choices_and_writes_nothing(args, names, isolated,
                                                                      fake_fashion):
@@ -119,6 +121,9 @@ def test_help_is_fast_lists_the_choices_and_imports_no_torch():
     assert r.returncode == 0, r.stderr
     first, helptext = r.stdout.split("\n", 1)
     assert first == "False"  # no torch for --help
+    top = subprocess.run([sys.executable, "-m", "semibook", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "python -m semibook run" in top and "``" not in top  # no reST quotes
     for name in ("classification: supervised, mixmatch, mean_teacher", "cps_cutmix",
                  "fashion-scenes (segmentation)", "smoke, full, paper", "--json", "--yes"):
         assert name in " ".join(helptext.split()), name

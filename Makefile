@@ -39,11 +39,14 @@ ifneq ($(filter test render,$(GOALS)),)
 $(call need,chromium,the rendered-book test opens every page in it,chromium)
 endif
 
+# semibook is installed in "compat" editable mode, a path entry for the repository: a folder
+# named semibook beside a notebook (a clone's root, say) then cannot shadow it as an empty
+# namespace package, as it does with setuptools' default import hook
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
 $(MATHJAX): $(STAMP)

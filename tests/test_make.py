@@ -109,3 +109,22 @@ def test_preflight_passes_when_the_programs_are_there(tmp_path):
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert "pytest" in r.stdout  # make -n lists the test commands it would run
+
+
+def test_semibook_is_installed_as_a_path_entry_so_a_folder_named_semibook_cannot_shadow_it(
+        tmp_path):
+    """A notebook run beside a folder named ``semibook`` (a clone's root) imported that folder
+    as an empty namespace package ("module 'semibook' has no attribute 'setup'") when
+    setuptools' editable import hook installed the package; the Makefile installs it in compat
+    mode, a path entry for the repository, and a regular package on the path wins over a
+    namespace folder in the working directory."""
+    r = subprocess.run([MAKE, "-n", "-B", ".venv/.installed"], cwd=rc.README.parent,
+                       capture_output=True, text=True, timeout=60)
+    install = [line for line in r.stdout.splitlines() if " -e ." in line]
+    assert install and "editable_mode=compat" in install[0]
+    (tmp_path / "semibook").mkdir()  # what shadowed it
+    code = "import semibook; print(semibook.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(rc.README.parent)}  # what compat mode's .pth adds
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.stdout.strip() == str(rc.README.parent / "semibook" / "__init__.py"), r.stderr

@@ -91,6 +91,16 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="names from semibook.calibration.CANDIDATES (default: all)")
     c.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
     c.add_argument("--quiet", action="store_true")
+    d = sub.add_parser("demo", help="labels alone against label spreading on Fashion-MNIST, "
+                       "about a minute on a CPU (a demo, not the benchmark)")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    d.add_argument("--per-class", type=int, default=5, help="labeled images per class "
+                   "(default: 5)")
+    d.add_argument("--pool", type=int, default=20000, help="training images in the pool, "
+                   "labeled and unlabeled (default: 20000)")
+    d.add_argument("--out", default=None, help="the figure (default: "
+                   "~/.cache/semibook/demo.png)")
+    d.add_argument("--data-root", default=None)
     h = sub.add_parser("report", help="print the headline results table (from results/)")
     h.add_argument("--readme", action="store_true", help="write it into README.md and draw "
                    "docs/results.png (each only where it changed)")
@@ -265,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibrate":
             from .calibration import calibrate
             calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)
+            return 0
+        if args.command == "demo":
+            for seed in args.seeds:
+                check_seed(seed)
+            from .demo import demo
+            demo(tuple(args.seeds), args.per_class, args.pool, args.out, args.data_root)
             return 0
         if args.command == "report":
             from . import headline

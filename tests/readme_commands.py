@@ -25,6 +25,7 @@ NEEDS_DATA = {"cifar10": "the user's CIFAR-10", "voc": "the user's PASCAL VOC",
 # smallest sizes (one quick case, one step, no reference); the options that say where the report
 # goes are left as printed.
 BENCH_TINY = " --quick --cases supervised-full --steps 1 --warmup 0 --no-reference --curve 0"
+DEMO_TINY = " --seeds 0 --pool 2000"  # the demo on one seed and a small pool
 
 
 def shown(readme: str) -> list[str]:
@@ -80,9 +81,10 @@ def runnable(cmd: str) -> tuple[str | None, str]:
 
 def as_printed(cmd: str) -> tuple[str | None, str]:
     """(the command as the clean-clone test runs it, or None, why): each command exactly as
-    printed, except that bench takes BENCH_TINY and make runs with the test's environment
-    (``-o .venv/.installed``, not reinstalled); what needs the user's data, a GPU, a network or
-    the long book build is left to tests/fresh_clone.sh or to its own test."""
+    printed, except that bench and demo take BENCH_TINY and DEMO_TINY and make runs with the
+    test's environment (``-o .venv/.installed``, not reinstalled); what needs the user's data,
+    a GPU, a network or the long book build is left to tests/fresh_clone.sh or to its own
+    test."""
     if cmd.startswith(("sudo ", "apt-get ")):
         return SYSTEM
     if " -m semibook " in f"{cmd} ":
@@ -93,6 +95,8 @@ def as_printed(cmd: str) -> tuple[str | None, str]:
             return None, "a fragment of a longer command in the text"
         if re.search(r" bench( |$)", cmd):
             return cmd + BENCH_TINY, "as printed, at the bench's tiny sizes"
+        if re.search(r" demo( |$)", cmd):
+            return cmd + DEMO_TINY, "as printed, on one seed and a small pool"
         return cmd, "as printed"
     if cmd.startswith("make lab"):
         return None, "its own test (tests/test_lab.py): a server to start and stop"

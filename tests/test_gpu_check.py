@@ -124,6 +124,8 @@ def test_a_dry_runs_limits_scale_with_the_load_and_a_cpu_run_says_why_it_stops(
     assert gpu_check.dry_scale() == {"load_1min": 3.0, "cpus": 2, "factor": 2.5}
     monkeypatch.setattr(gpu_check.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert gpu_check.dry_scale()["factor"] == 1.0  # idle: the idle limits
+    monkeypatch.setattr(gpu_check.os, "getloadavg", lambda: (40.0, 2.0, 1.0))
+    assert gpu_check.dry_scale()["factor"] == gpu_check.DRY_SCALE_MAX  # bounded
     check = gpu_check.Check(_args(tmp_path / "a", budget=1000, scale={"factor": 2.5}))
     rec = check.stage("smoke", lambda rec, limit: None)
     assert rec["limit_s"] == round(2.5 * gpu_check.STAGE_BUDGET["smoke"][1])

@@ -85,15 +85,16 @@ SOURCE = "source.json"  # in the data folder: the commit prepare ran on
 STAGE_BUDGET = {"install": (60, 60), "env": (60, 60), "tests": (150, 90), "smoke": (60, 180),
                 "bench": (120, 150)}
 END_RESERVE_S = 10  # packing and the last write of the stages file
+DRY_SCALE_MAX = 4.0  # a dry run's limits grow with the load up to 4x (480 s -> 32 min)
 
 
 def dry_scale() -> dict:
     """How much longer than idle a dry run may take here: 1 + the one-minute load average per
-    core (at least 1). A dry run checks the script, not the machine's speed, so its limits are
-    its idle ones times this factor: on the 2-core CPU at load 2 to 3, a factor of 2 to 2.5."""
+    core, from 1 to DRY_SCALE_MAX. A dry run checks the script, not the machine's speed, so its
+    limits are its idle ones times this factor: on the 2-core CPU at load 2 to 3, 2 to 2.5."""
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
     return {"load_1min": round(load, 2), "cpus": cpus,
-            "factor": round(max(1.0, 1 + load / cpus), 2)}
+            "factor": round(min(DRY_SCALE_MAX, max(1.0, 1 + load / cpus)), 2)}
 RUN_START_MIN_S = (30, 5)  # no full-profile run is started with less left (device, dry)
 MAX_JOBS = 12  # full-profile runs at once on the one GPU (launch-bound small models)
 

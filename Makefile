@@ -9,7 +9,7 @@ PROFILE ?= full
 NOTEBOOKS ?= book/*.ipynb
 LOAD_ONLY ?= 1
 
-.PHONY: book test unit smoke-notebooks nbval book-strict render reproduce execute gpu-prepare \
+.PHONY: book lab test unit smoke-notebooks nbval book-strict render reproduce execute gpu-prepare \
 	gpu-check clean
 
 # MathJax served by the book itself (Sphinx would load it from a CDN, unreachable offline)
@@ -24,11 +24,29 @@ REQUIREJS        := 2.3.8
 REQUIREJS_SHA    := 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
 WIDGETS_JS       := _widgets/widgets/embed-amd.js
 
+# Preflight: the system programs the asked targets need, checked before anything runs; a
+# missing one stops make with one line naming the Debian package (exit status 2)
+GOALS := $(or $(MAKECMDGOALS),$(STAMP))
+need = $(if $(shell command -v $(1) 2>/dev/null),,$(error $(1) not found ($(2)); install it: \
+  sudo apt-get install $(3)))
+ifneq ($(filter book book-strict test,$(GOALS)),)
+$(call need,dot,Graphviz draws the chapters' diagrams,graphviz)
+ifeq ($(wildcard $(WIDGETS_JS)),)
+$(call need,npm,it packs the widgets' JavaScript once,npm)
+endif
+endif
+ifneq ($(filter test render,$(GOALS)),)
+$(call need,chromium,the rendered-book test opens every page in it,chromium)
+endif
+
+# semibook is installed in "compat" editable mode, a path entry for the repository: a folder
+# named semibook beside a notebook (a clone's root, say) then cannot shadow it as an empty
+# namespace package, as it does with setuptools' default import hook
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
 $(MATHJAX): $(STAMP)
@@ -52,6 +70,13 @@ $(WIDGETS_JS):
 book: $(STAMP) $(MATHJAX) $(WIDGETS_JS)
 	$(VENV)/bin/jupyter-book build --all .
 	@echo "open _build/html/index.html"
+
+# JupyterLab on the chapters (book/), from .venv: open one and run it (Run > Run All Cells).
+# LAB_ARGS passes options, e.g. make lab LAB_ARGS="--no-browser --port 8890"; as root (a
+# container) it adds --allow-root, without which Jupyter refuses to start
+lab: $(STAMP)
+	$(VENV)/bin/jupyter-lab --ServerApp.root_dir=book $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  $(LAB_ARGS)
 
 # Unit tests, every chapter run in the smoke profile (the training code path), the chapters
 # re-executed in the reported profile from the results files with their committed outputs

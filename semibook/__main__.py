@@ -36,7 +36,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from .catalog import DATASET_TASKS, methods_for
     from .config import PROFILES
 
-    p = _Parser(prog="python -m semibook", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="python -m semibook",  # plain quotes, not reST's
+                description=__doc__.split("\n\n")[0].replace("``", "'"))
     sub = p.add_subparsers(dest="command", required=True)
     by_task = "; ".join(f"{t}: {', '.join(methods_for(t))}" for t in ("classification",
                                                                      "segmentation"))
@@ -112,6 +113,19 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="names from semibook.calibration.CANDIDATES (default: all)")
     c.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
     c.add_argument("--quiet", action="store_true")
+    d = sub.add_parser("demo", help="labels alone against label spreading on Fashion-MNIST, "
+                       "about a minute on a CPU (a demo, not the benchmark)")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    d.add_argument("--per-class", type=int, default=5, help="labeled images per class "
+                   "(default: 5)")
+    d.add_argument("--pool", type=int, default=20000, help="training images in the pool, "
+                   "labeled and unlabeled (default: 20000)")
+    d.add_argument("--out", default=None, help="the figure (default: "
+                   "~/.cache/semibook/demo.png)")
+    d.add_argument("--data-root", default=None)
+    h = sub.add_parser("report", help="print the headline results table (from results/)")
+    h.add_argument("--readme", action="store_true", help="write it into README.md and draw "
+                   "docs/results.png (each only where it changed)")
     if argv and argv[0] == "bench":  # the benchmark's options need its module (and torch)
         from .bench import add_parser as add_bench_parser
         add_bench_parser(sub)
@@ -172,6 +186,7 @@ def _confirm(cfg, args) -> bool:
 def summary(res: dict) -> str:
     """What a finished ``run`` prints: the metric in percent (as the book shows it), the run
     folder, the results file or why there is none, and the elapsed time."""
+    from .paths import results_dir
     key = res.get("metric", "acc")
     name = {"acc": "accuracy", "miou": "mIoU"}[key]
     lines = [f"{res['method']} on {res['dataset']}, {res['labels']} labels, seed {res['seed']}, "
@@ -182,10 +197,12 @@ def summary(res: dict) -> str:
     if res.get("skipped_nonfinite"):
         lines.append(f"  skipped:      {res['skipped_nonfinite']} of {res['config']['steps']} "
                      f"steps had a non-finite loss (--skip-nonfinite)")
-    lines.append(f"  run folder:   {res['run_dir']}")
+    folder = res["run_dir"] or "none here (trained elsewhere, as its results file says)"
+    lines.append(f"  run folder:   {folder}")
     why = ("smoke runs are never saved as results" if res["profile"] == "smoke" else
            "--no-results" if res.get("no_results") else
-           "the run did not finish" if not res.get("finished") else "")
+           "the run did not finish" if not res.get("finished") else
+           f"none of this config under {results_dir()}")
     lines.append(f"  results file: {res.get('results_file') or 'none (' + why + ')'}")
     lines.append(f"  elapsed:      {_minutes(res['elapsed_s'])}")
     return "\n".join(lines)
@@ -226,11 +243,17 @@ def _run(args) -> int:
         overrides["weights_path"] = args.weights
     cfg = make_config(args.method, args.dataset, args.labels, args.seed, args.profile,
                       **overrides)
+    run_dir = args.run_dir or default_run_dir(cfg)
+    _default_dir["run_dir"] = Path(run_dir)
+    if not (args.resume or args.overwrite):
+        from .engine.run import finished_run
+        done = finished_run(cfg, run_dir)
+        if done is not None:  # nothing to continue: show the run, as a finished run ends
+            _report(done, args, again=True)
+            return 0
     if not _confirm(cfg, args):
         print("not started")
         return 1
-    run_dir = args.run_dir or default_run_dir(cfg)
-    _default_dir["run_dir"] = Path(run_dir)
     try:
         res = run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet, save_results=False if args.no_results else None,
@@ -245,14 +268,24 @@ def _run(args) -> int:
                           143 if term else 130) from None
     if res.get("rank", 0) != 0:  # under torchrun, rank 0 reports
         return 0
-    res = {**res, "run_dir": str(run_dir), "no_results": args.no_results}
+    _report({**res, "run_dir": str(run_dir), "no_results": args.no_results}, args)
+    return 0
+
+
+def _report(res: dict, args, again: bool = False) -> None:
+    """A run's summary (``--json``: one line); ``again``: the run had finished before this
+    command, which trained nothing and says how to train it again."""
     if args.json:
         print(json.dumps({k: res.get(k) for k in (
             "method", "dataset", "labels", "seed", "profile", "last", "best", "elapsed_s",
-            "run_dir", "results_file", "skipped_nonfinite")}))
-    else:
-        print(summary(res))
-    return 0
+            "run_dir", "results_file", "skipped_nonfinite")} | ({"already_finished": True}
+                                                                  if again else {})))
+        return
+    print(summary(res))
+    if again:
+        where = "its run folder" if res.get("run_dir") else "its results file"
+        print(f"already finished ({where}), so nothing was trained; to train it again, add "
+              f"--overwrite")
 
 
 # Where each command writes, for the advice on a disk that refuses a write
@@ -327,6 +360,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibrate":
             from .calibration import calibrate
             calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)
+            return 0
+        if args.command == "demo":
+            for seed in args.seeds:
+                check_seed(seed)
+            from .demo import demo
+            demo(tuple(args.seeds), args.per_class, args.pool, args.out, args.data_root)
+            return 0
+        if args.command == "report":
+            from . import headline
+            if args.readme:
+                written = headline.write_readme()
+                print("wrote " + ", ".join(written) if written else "README.md and "
+                      f"{headline.FIGURE} were up to date")
+            else:
+                print(headline.markdown(headline.headline()))
             return 0
         if args.command == "bench":
             if args.levers:  # the levers import the bench, not the other way round

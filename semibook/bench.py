@@ -21,6 +21,11 @@ size (the step time does not depend on the pixels): MixMatch with WRN-28-2 at 32
 labeled + 64 unlabeled images (K = 2); CPS with DeepLabV3+ ResNet-50 at 512x512, 8 labeled + 8
 unlabeled, 21 classes (Pascal VOC). ``--quick`` shrinks every case (smoke profile, small
 models): it checks the harness, its numbers mean nothing.
+
+The report is written once, whole, when every case is measured (a stopped bench writes
+nothing): to ``~/.cache/semibook/bench/<device>.json`` (outside the repository), to ``--out``,
+or, with ``--update-results``, over the committed ``results/bench/<device>.json`` (the cases it
+did not re-run are kept).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from .engine.fit import prepare
 from .engine.step import build_optimizer, speed_options, train_step
 from .engine.seed import device_name, host_info, numpy_rng, pick_device, torch_generator
 from .methods.base import Batch
-from .paths import results_dir
+from .paths import cache_dir, results_dir
 
 
 @dataclass(frozen=True)
@@ -425,9 +430,16 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
               reference: bool = True, ref_workers: int | None = None, curve_steps: int = 0,
               data_root: str | None = None, out: Path | str | None = None,
               log: Callable[[str], None] = print, ablate: bool = False,
+              update_results: bool = False, partial: Path | str | None = None,
               **extra: Any) -> dict[str, Any]:
-    """Run the benchmark; return the report and write it as JSON (``out``, default
-    ``results/bench/<device>.json``; cases already in that file and not re-run are kept)."""
+    """Run the benchmark; return the report and write it as JSON, whole, once every case is
+    measured (:func:`report_path`; cases already in that file and not re-run are kept).
+    ``partial``: a file rewritten after every case, for a caller that may stop the bench."""
+    if update_results and quick:
+        raise ConfigError("--update-results keeps real measurements only and --quick measures "
+                          "nothing; drop one of them")
+    if update_results and out:
+        raise ConfigError("--update-results writes results/bench/<device>.json; drop --out")
     device = device if isinstance(device, torch.device) else pick_device(device)
     cases = cases or list(CASES)
     for c in cases:
@@ -437,7 +449,7 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
     rate = matmul_rate(device, n=512 if quick else None, reps=3 if quick else 8)
     log(f"{device_name(device)}: measured {rate['dtype']} matmul rate "
         f"{rate['best_flops_per_s'] / 1e12:.3f} TFLOP/s")
-    out = Path(out) if out else bench_dir() / f"{device_slug(device)}.json"
+    out = report_path(device, out, update_results)
     old = json.loads(out.read_text()) if out.exists() else {}
     report = {"device": device_name(device), "device_type": device.type,
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
@@ -463,7 +475,8 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
             line += (f"  | reference {res['reference']['median_s'] * 1e3:9.1f} ms/step"
                      f"  speed-up x{res['speedup']:.2f}")
         log(line)
-        _write(out, report)
+        if partial:
+            _write(Path(partial), report)
     if curve_steps:
         report["loss_curves"] = {}
         for name in cases:
@@ -472,11 +485,24 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
                                                           data_root=data_root, **extra)
             log(f"{name}: loss-curve gap ours vs reference {c['ours_vs_reference_gap']:.4f}, "
                 f"seed to seed {c['seed_to_seed_gap']:.4f}")
-            _write(out, report)
+            if partial:
+                _write(Path(partial), report)
     report["load_avg_at_end"] = list(os.getloadavg())
     _write(out, report)
+    log(f"wrote {out}")
     report["out"] = str(out)
     return report
+
+
+def report_path(device: torch.device, out: Path | str | None = None,
+                update_results: bool = False) -> Path:
+    """Where the report goes: ``out``; with ``update_results`` the committed
+    ``results/bench/<device>.json``; else ``bench/<device>.json`` in semibook's cache, outside
+    the repository, so that no bench run rewrites a committed file unasked."""
+    if out:
+        return Path(out)
+    folder = bench_dir() if update_results else cache_dir() / "bench"
+    return folder / f"{device_slug(device)}.json"
 
 
 def _write(path: Path, report: dict[str, Any]) -> None:
@@ -491,7 +517,11 @@ def add_parser(sub) -> None:
     b.add_argument("--steps", type=int, default=30, help="timed steps per case (median)")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     b.add_argument("--device", default=None)
-    b.add_argument("--out", default=None, help="default: results/bench/<device>.json")
+    b.add_argument("--out", default=None, help="the report's file, written whole at the end "
+                   "(default: ~/.cache/semibook/bench/<device>.json)")
+    b.add_argument("--update-results", action="store_true", help="write the report over the "
+                   "committed results/bench/<device>.json (cases not re-run are kept)")
+    b.add_argument("--partial", default=None, metavar="PATH", help=argparse.SUPPRESS)
     b.add_argument("--quick", action="store_true", help="tiny versions of the cases (tests)")
     b.add_argument("--no-reference", action="store_true", help="time our step only")
     b.add_argument("--ref-workers", type=int, default=None,
@@ -541,7 +571,8 @@ def main(args: argparse.Namespace) -> int:
         extra.update(FAST)
     run_bench(args.cases, args.steps, args.warmup, args.device, args.quick,
               not args.no_reference, args.ref_workers, args.curve, args.data_root, args.out,
-              ablate=args.ablate, **extra)
+              ablate=args.ablate, update_results=args.update_results, partial=args.partial,
+              **extra)
     return 0
 
 

@@ -43,10 +43,14 @@ def check_device(name: str | None) -> str | None:
 
 
 def choose(kind: str, value: str, choices) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise one clear line listing them."""
+    """Return ``value`` if it is one of ``choices``, else raise one clear line listing them
+    (and the nearest, for a typo)."""
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
+        import difflib
+        near = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ConfigError(f"unknown {kind} {value!r}; {hint}choose one of: {', '.join(choices)}")
     return value
 
 

@@ -220,16 +220,28 @@ def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | st
     return report
 
 
-def _write_report(report: dict[str, Any], out: Path | str | None) -> None:
+def _write_report(report: dict[str, Any], out: Path | str) -> None:
     from .bench import _write
-    _write(Path(report["out"]), {k: v for k, v in report.items() if k != "out"})
+    _write(Path(out), {k: v for k, v in report.items() if k != "out"})
 
 
 def main(args) -> int:
     """``python -m semibook bench --levers`` (the bench's options); with ``--curve STEPS``,
     the chosen setting's loss curves against the reference's (:func:`precision_curves`),
-    added to the report."""
-    report = run_levers(args.cases, args.rounds, args.warmup, args.out, args.data_root)
+    added to the report. The report goes to ``--out``, or with ``--update-results`` to the
+    committed results/bench/levers/cpu.json, written whole at the end (the cases measured so
+    far are kept in the cache meanwhile); by default to the cache."""
+    from .bench import _check_args, bench_dir
+    from .paths import cache_dir
+    _check_args(args)
+    if args.rounds < 2:
+        raise ConfigError(f"--rounds must be at least 2, got {args.rounds}")
+    if args.update_results and args.out:
+        raise ConfigError("--update-results writes results/bench/levers/cpu.json; leave out --out")
+    final = Path(args.out) if args.out else (bench_dir() / "levers" / "cpu.json"
+                                             if args.update_results else None)
+    work = cache_dir() / "bench" / ("levers-cpu.partial.json" if final else "levers-cpu.json")
+    report = run_levers(args.cases, args.rounds, args.warmup, work, args.data_root)
     if args.curve:
         for name in report["cases"]:
             c = precision_curves(name, args.curve, data_root=args.data_root)
@@ -237,7 +249,11 @@ def main(args) -> int:
             print(f"{name:>24} loss curves over {args.curve} steps: chosen vs reference "
                   f"{c['chosen_vs_reference_gap']:.4f}, seed to seed {c['seed_to_seed_gap']:.4f}"
                   f" ({'within' if c['within_seed_spread'] else 'OUTSIDE'} the seed spread)")
-            _write_report(report, args.out)
+            _write_report(report, work)
+    if final is not None:
+        _write_report(report, final)
+        work.unlink(missing_ok=True)
+        print(f"wrote {final}")
     return 0
 
 

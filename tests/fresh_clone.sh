@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The newcomer's path from a fresh clone of this repository: `make book`, `make test`, then every
-# command README.md shows, each in the form that finishes here (tests/readme_commands.py: the
+# command README.md and docs/USING.md show, each in the form that finishes here (tests/readme_commands.py: the
 # smoke profile for training; commands that need the user's datasets or a GPU are listed as
 # left out). Stops at the first command that fails. Run folders and results go to a temporary
 # folder, never into the clone. 34 minutes on this project's 2-core CPU on 2026-12-01.

@@ -40,6 +40,58 @@ def test_quick_bench_runs_on_cpu_and_writes_json(tiny, tmp_path, capsys):
     assert main(["bench", "--cases", "nope", "--out", str(out)]) == 2  # names the known cases
 
 
+def test_bench_writes_outside_the_repository_unless_asked(tiny, isolated, capsys):
+    """By default the report goes to semibook's cache, never over the committed
+    results/bench/<device>.json; --update-results writes there, and only real measurements."""
+    args = ["bench", "--quick", "--cases", "supervised-full", "--steps", "1", "--warmup", "0",
+            "--device", "cpu", "--no-reference", "--data-root", tiny["data_root"]]
+    assert main(args) == 0
+    out = isolated / "cache" / "bench" / "cpu.json"
+    assert json.loads(out.read_text())["cases"].keys() == {"supervised-full"}
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert not (isolated / "results").exists()
+    assert main([*args, "--update-results"]) == 2  # --quick measures nothing
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --update-results") and "\n" not in err
+    assert main(["bench", "--cases", "supervised-full", "--update-results", "--out",
+                 str(out)]) == 2  # one file or the other
+    assert not (isolated / "results").exists()
+
+
+def test_update_results_replaces_only_the_cases_it_ran_and_a_stop_writes_nothing(
+        isolated, monkeypatch):
+    import semibook.bench as bench
+    committed = isolated / "results" / "bench" / "cpu.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text(json.dumps({"quick": False, "cases": {"cps-paper": {"kept": 1},
+                                                               "mixmatch-full": {"old": 1}}}))
+    before = committed.read_bytes()
+    monkeypatch.setattr(bench, "matmul_rate", lambda device, n=None, reps=10: {
+        "dtype": "float32", "best_flops_per_s": 1e9})
+    ran = []
+
+    def fake_case(name, *a, **k):
+        ran.append(name)
+        if name == "cps-full" and "stop" in ran:
+            raise KeyboardInterrupt
+        t = dict(median_s=0.1, images_per_s=10.0, mfu=0.5, peak_memory_bytes=2**20)
+        return {"ours": t}
+    monkeypatch.setattr(bench, "bench_case", fake_case)
+    ran.append("stop")  # Ctrl-C during the second case: the committed file stays as it was
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench(["mixmatch-full", "cps-full"], device="cpu", update_results=True,
+                        log=lambda _: None)
+    assert committed.read_bytes() == before
+    assert sorted(p.name for p in committed.parent.iterdir()) == ["cpu.json"]  # no tmp left
+    ran.clear()
+    rep = bench.run_bench(["mixmatch-full", "cps-full"], device="cpu", update_results=True,
+                          log=lambda _: None)
+    assert rep["out"] == str(committed)
+    cases = json.loads(committed.read_text())["cases"]
+    assert cases["cps-paper"] == {"kept": 1} and "old" not in cases["mixmatch-full"]
+    assert set(cases) == {"cps-paper", "mixmatch-full", "cps-full"}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("quick", [False, True])
 def test_bench_cases_need_no_network(name, quick):

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ def tree(path: Path):
     (["--method", "mixmatch", "--labels", "255"], ["multiple of 10"]),
     (["--method", "mixmatch", "--labels", "70000"], ["larger than the 60000"]),
     (["--method", "mixmatch", "--labels", "-10"], ["positive"]),
+    (["--method", "mixmach"], ["did you mean 'mixmatch'? choose one of: supervised"]),
+    (["--method", "mixmatch", "--dataset", "fasion-mnist"], ["did you mean 'fashion-mnist'?"]),
 ])
 def test_bad_input_is_one_line_naming_the_choices_and_writes_nothing(args, names, isolated,
                                                                      fake_fashion):
@@ -64,10 +67,22 @@ def test_run_writes_run_folder_and_results_file(isolated, fake_fashion):
     for key in ("config", "split_file", "split_sha256", "git_commit", "device", "versions",
                 "elapsed_s", "history", "best", "last", "started_at"):
         assert key in res
-    # a second run into the same folder is refused without --resume/--overwrite
-    again = cli("run", "--method", "supervised", "--profile", "smoke", "--steps", "4",
-                "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
-    assert again.returncode == 2 and "--resume" in again.stderr
+    # the finished run asked again: its summary, exit 0, nothing trained or rewritten
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    args = ("run", "--method", "supervised", "--profile", "smoke", "--steps", "4",
+            "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == "supervised on fashion-mnist, 20 labels, seed 0, " \
+                                           "profile smoke"
+    assert f"run folder:   {run}" in again.stdout and "last accuracy" in again.stdout
+    assert "already finished (its run folder)" in again.stdout and "--overwrite" in again.stdout
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before
+    # a run that did not finish is still refused without --resume/--overwrite
+    res["finished"] = False
+    (run / "results.json").write_text(json.dumps(res))
+    stopped = cli(*args)
+    assert stopped.returncode == 2 and "--resume" in stopped.stderr
 
 
 def test_full_profile_run_writes_results_file(isolated, fake_fashion):
@@ -80,6 +95,19 @@ def test_full_profile_run_writes_results_file(isolated, fake_fashion):
     assert len(files) == 1 and files[0].name.startswith(
         "fashion-mnist_20_supervised_seed0_full-custom-")
     assert json.loads(files[0].read_text())["overrides"]["steps"] == 2
+    # asked again, with the run folder and then with the results file alone: its summary,
+    # exit 0, the results file unchanged
+    before = files[0].read_bytes()
+    for where in ("its run folder", "its results file"):
+        if where == "its results file":
+            shutil.rmtree(isolated / "runs")
+        again = cli("run", "--method", "supervised", "--profile", "full", "--steps", "2",
+                    "--eval-every", "2", "--data-root", str(fake_fashion), "--labels", "20")
+        assert again.returncode == 0, again.stderr
+        assert f"already finished ({where})" in again.stdout
+        assert f"results file: {files[0]}" in again.stdout
+        assert files[0].read_bytes() == before
+    assert "run folder:   none here" in again.stdout
 
 
 def test_help_is_fast_lists_the_choices_and_imports_no_torch():
@@ -95,6 +123,9 @@ def test_help_is_fast_lists_the_choices_and_imports_no_torch():
     assert r.returncode == 0, r.stderr
     first, helptext = r.stdout.split("\n", 1)
     assert first == "False"  # no torch for --help
+    top = subprocess.run([sys.executable, "-m", "semibook", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "python -m semibook run" in top and "``" not in top  # no reST quotes
     for name in ("classification: supervised, mixmatch, mean_teacher", "cps_cutmix",
                  "fashion-scenes (segmentation)", "smoke, full, paper", "--json", "--yes"):
         assert name in " ".join(helptext.split()), name

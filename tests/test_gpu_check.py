@@ -123,6 +123,35 @@ def test_a_stage_is_stopped_at_its_limit_and_the_stages_file_follows(gpu_check, 
     assert "a bug in a stage" in (tmp_path / "out" / "gpu-check.log").read_text()
 
 
+def test_a_dry_runs_limits_scale_with_the_load_and_a_cpu_run_says_why_it_stops(
+        gpu_check, tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check.os, "getloadavg", lambda: (3.0, 2.0, 1.0))
+    monkeypatch.setattr(gpu_check.os, "cpu_count", lambda: 2)
+    assert gpu_check.dry_scale() == {"load_1min": 3.0, "cpus": 2, "factor": 2.5}
+    monkeypatch.setattr(gpu_check.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert gpu_check.dry_scale()["factor"] == 1.0  # idle: the idle limits
+    monkeypatch.setattr(gpu_check.os, "getloadavg", lambda: (40.0, 2.0, 1.0))
+    assert gpu_check.dry_scale()["factor"] == gpu_check.DRY_SCALE_MAX  # bounded
+    check = gpu_check.Check(_args(tmp_path / "a", budget=1000, scale={"factor": 2.5}))
+    rec = check.stage("smoke", lambda rec, limit: None)
+    assert rec["limit_s"] == round(2.5 * gpu_check.STAGE_BUDGET["smoke"][1])
+    assert "limits x2.5 of the idle ones" in check.summary()
+    # a GPU run on a machine without CUDA: the env stage says why, and what to run instead
+    check = gpu_check.Check(_args(tmp_path / "b", budget=1000, scale=None))
+    check.dry = False
+
+    def probe(cmd, limit):  # the probe's answer on a CPU machine
+        Path(cmd[-1]).write_text(json.dumps({"cuda": False}))
+        return 0
+    monkeypatch.setattr(check, "sh", probe)
+    rec = check.stage("env", check.probe)
+    assert rec["status"] == "failed" and "make gpu-check DRY=1" in rec["reason"]
+    assert "torch.cuda.is_available() is False" in check.summary()
+    check.state.pop("stop")  # (a stop skips the later stages)
+    monkeypatch.setattr(check, "sh", lambda cmd, limit: 1)  # the probe itself failed
+    assert "probe failed (exit status 1" in check.stage("env", check.probe)["reason"]
+
+
 def test_a_timed_out_test_stage_keeps_the_outcomes_pytest_printed(gpu_check):
     printed = ("tests/test_cuda.py::test_a[supervised] PASSED   [ 11%]\n"
                "tests/test_cuda.py::test_b XFAIL (a kernel has no deterministic version)\n"

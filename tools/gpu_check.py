@@ -85,6 +85,16 @@ SOURCE = "source.json"  # in the data folder: the commit prepare ran on
 STAGE_BUDGET = {"install": (60, 60), "env": (60, 60), "tests": (150, 90), "smoke": (60, 180),
                 "bench": (120, 150)}
 END_RESERVE_S = 10  # packing and the last write of the stages file
+DRY_SCALE_MAX = 4.0  # a dry run's limits grow with the load up to 4x (480 s -> 32 min)
+
+
+def dry_scale() -> dict:
+    """How much longer than idle a dry run may take here: 1 + the one-minute load average per
+    core, from 1 to DRY_SCALE_MAX. A dry run checks the script, not the machine's speed, so its
+    limits are its idle ones times this factor: on the 2-core CPU at load 2 to 3, 2 to 2.5."""
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    return {"load_1min": round(load, 2), "cpus": cpus,
+            "factor": round(min(DRY_SCALE_MAX, max(1.0, 1 + load / cpus)), 2)}
 RUN_START_MIN_S = (30, 5)  # no full-profile run is started with less left (device, dry)
 MAX_JOBS = 12  # full-profile runs at once on the one GPU (launch-bound small models)
 
@@ -279,6 +289,7 @@ class Check:
         self.carry_root = Path(args.carry_root)
         self.start = time.monotonic()
         self.deadline = self.start + args.budget
+        self.scale = getattr(args, "scale", None) or {"factor": 1.0}
         self.device = "cpu"
         self.info: dict = {}
         from semibook.paths import splits_dir
@@ -292,6 +303,7 @@ class Check:
             self.env["SEMIBOOK_DATA"] = str(data)
         self.state = {"mode": "dry" if self.dry else "device", "started": _now(),
                       "budget_s": args.budget, "tasks": args.tasks, "finished": False,
+                      **({"dry_scale": self.scale} if self.dry else {}),
                       "data": self.env.get("SEMIBOOK_DATA", "semibook's own search"),
                       "code": git_state(ROOT), "stages": []}
         source = self.carry_root / DATA_DIR / SOURCE
@@ -332,7 +344,8 @@ class Check:
         return "ok" if rc == 0 else "timeout" if rc in (124, 137) else "failed"
 
     def stage(self, name: str, fn) -> dict:
-        budget = STAGE_BUDGET[name][self.dry] if name in STAGE_BUDGET else self.left()
+        budget = STAGE_BUDGET[name][self.dry] * (self.scale["factor"] if self.dry else 1) \
+            if name in STAGE_BUDGET else self.left()
         limit = min(budget, self.left() - END_RESERVE_S)
         rec = {"name": name, "status": "running", "limit_s": round(limit)}
         self.state["stages"].append(rec)
@@ -384,7 +397,10 @@ class Check:
         rec["device"] = self.device
         if not self.dry and self.device != "cuda":
             rec["status"] = "failed"
-            self.state["stop"] = "no CUDA device; on a CPU run: tools/gpu_check.py dry"
+            why = (f"the environment probe failed (exit status {rc}; {LOG} has its output)"
+                   if rc != 0 else "no CUDA device: torch.cuda.is_available() is False here")
+            rec["reason"] = self.state["stop"] = (
+                f"{why}; on a CPU, make gpu-check DRY=1 checks the script at tiny sizes")
 
     def tests(self, rec: dict, limit: float) -> None:
         junit = self.out / JUNIT
@@ -419,9 +435,16 @@ class Check:
             and dataset_info(c.dataset).task in self.args.tasks]
         sizes = ["--quick", "--steps", "1", "--warmup", "1", "--ref-workers", "0"] if self.dry \
             else ["--steps", "20", "--warmup", "5"]
+        # the bench writes its report whole at the end; the cases measured before a stop at the
+        # limit come from its --partial file
+        partial = self.work / BENCH
         rc = self.sh([sys.executable, "-m", "semibook", "bench", "--cases", *cases, "--device",
-                      self.device, "--out", self.out / BENCH, *sizes], limit)
+                      self.device, "--out", self.out / BENCH, "--partial", partial, *sizes],
+                     limit)
         rec.update(rc=rc, status=self.status(rc), cases_asked=len(cases))
+        if not (self.out / BENCH).exists() and partial.exists():
+            shutil.copyfile(partial, self.out / BENCH)
+            rec["partial"] = True
         if (self.out / BENCH).exists():
             rep = json.loads((self.out / BENCH).read_text())
             rec["matmul_tflops"] = round(rep["matmul"]["best_flops_per_s"] / 1e12, 2)
@@ -550,7 +573,11 @@ class Check:
                 what = (f"{s['done']} of {s['planned']} runs finished, {s['jobs']} at a time; "
                         f"{len(s['not_started'])} not started")
             lines.append(f"  {s['name']:<10} {s['status']:<12} {s.get('wall_s', 0):>6.0f} s  "
-                         f"{what}")
+                         f"{what or s.get('reason', '')}")
+        if self.dry:
+            sc = self.scale
+            lines.append(f"  limits x{sc['factor']} of the idle ones (load {sc.get('load_1min')} "
+                         f"on {sc.get('cpus')} cores at the start)")
         return "\n".join(lines)
 
 
@@ -678,7 +705,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                       "gpu-check"),
                         help="the results folder (default: $OUT, else _build/gpu-check)")
     stages.add_argument("--budget", type=int, default=None,
-                        help="seconds for all stages (default: 420; dry: 480)")
+                        help="seconds for all stages (default: 420; dry: 480 times 1 + "
+                             "the load average per core)")
     stages.add_argument("--tasks", nargs="+", default=["classification", "segmentation"],
                         choices=["classification", "segmentation"])
     stages.add_argument("--jobs", type=int, default=None, help="full-profile runs at once")
@@ -706,7 +734,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.dry, args.carry_root = True, args.carry_root or args.into
     args.carry_root = args.carry_root or str(ROOT)
-    args.budget = args.budget or (480 if args.dry else 420)
+    args.scale = dry_scale() if args.dry else None
+    args.budget = args.budget or (round(480 * args.scale["factor"]) if args.dry else 420)
     return run(args)
 
 

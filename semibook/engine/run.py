@@ -13,7 +13,7 @@ from ..config import Config
 from ..paths import results_dir, runs_dir
 from .checkpoint import atomic_write_text
 from .fit import fit
-from .results import finished_results, read_results, result_name
+from .results import finished_results, read_results, result_name, same_config
 from .seed import pick_device
 
 
@@ -48,6 +48,29 @@ def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
         atomic_write_text(out, json.dumps(results, indent=1) + "\n")
         results["results_file"] = str(out)
     return results
+
+
+def finished_run(cfg: Config, run_dir: Path | str | None = None) -> dict[str, Any] | None:
+    """The finished run of exactly ``cfg``: its run folder's ``results.json`` (with the results
+    file under ``results/`` when one holds the same run), or, where the run folder holds no run,
+    the finished results file of this config (``run_dir`` is then None); None when neither
+    exists. Reads only: a second ``run`` of a finished config shows it instead of refusing."""
+    run_dir = Path(run_dir or default_run_dir(cfg))
+    found = finished_results(cfg) if cfg.profile != "smoke" else None
+    try:
+        res = json.loads((run_dir / "results.json").read_text())
+    except FileNotFoundError:
+        res = None
+    except (OSError, ValueError):
+        return None  # the run itself names what is wrong with the folder
+    if isinstance(res, dict):
+        if not (res.get("finished") and same_config(res, cfg)):
+            return None
+        return {**res, "run_dir": str(run_dir),
+                "results_file": found["results_file"] if found else None}
+    if found is None or (run_dir / "checkpoint.pt").exists():
+        return None
+    return {**found, "run_dir": None}
 
 
 class ResultsMissingError(ConfigError):

@@ -312,19 +312,19 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
 
 def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """Facts from one run's history (and its supervised baseline's) that bear on why a method
-    did not beat supervised: whether the metric was still rising over the last fifth of
-    training, and how right the tracked pseudo labels were at the end."""
+    did not beat supervised: the shape of each test curve (still rising at the end, peaked
+    earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
+    pseudo labels were at the end."""
+    from .report import describe_shape
+
     key = res["metric"]
     out = []
-    for name, r in (("its", res), ("supervised's", base)):
+    for name, r in (("the method", res), ("supervised-only training", base)):
         ev = [h for h in r.get("history", []) if h["kind"] == "eval"]
-        late = [h for h in ev if h["step"] >= 0.8 * ev[-1]["step"]] if ev else []
         if len(ev) >= 2:
-            ref = late[0] if len(late) > 1 else ev[-2]
-            rise = 100 * (ev[-1][key] - ref[key])
-            out.append(f"{name} {'accuracy' if key == 'acc' else 'mIoU'} moved by {rise:+.2f} "
-                       f"points from step {ref['step']} to {ev[-1]['step']}"
-                       + (" (still rising when the run stopped)" if rise > 0.5 else ""))
+            shape = describe_shape([h["step"] for h in ev], [h[key] for h in ev],
+                                   "accuracy" if key == "acc" else "mIoU")
+            out.append(f"for {name}, {shape}")
     last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
     if last:
         pair, a = next(iter(last["agreement"].items()))

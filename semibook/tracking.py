@@ -45,9 +45,18 @@ def guess_accuracy(probs: torch.Tensor, hidden: torch.Tensor | None) -> torch.Te
     return (probs.argmax(1) == hidden).float().mean()
 
 
-def agreement_curves(history: list[dict], pair: str) -> dict[str, list[float]]:
-    """Steps and shares of one tracked pair from a run's evaluation history."""
+def agreement_curves(history: list[dict], pair: str,
+                     background: int | None = None) -> dict[str, list[float]]:
+    """Steps and shares of one tracked pair from a run's evaluation history; with
+    ``background`` (segmentation) on the item pixels alone, from the per-class records."""
     rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]
+    if background is not None:
+        fg = [(r["step"], foreground_shares(r["agreement"][pair], background)) for r in rows]
+        fg = [(s, v) for s, v in fg if v]
+        return {"step": [s for s, _ in fg], "agree": [v["agree"] for _, v in fg],
+                "agree_correct": [v["agree_correct"] for _, v in fg],
+                "agree_wrong": [v["agree"] - v["agree_correct"] for _, v in fg],
+                "disagree": [1 - v["agree"] for _, v in fg]}
     out: dict[str, list[float]] = {"step": [r["step"] for r in rows]}
     for key in ("agree", "agree_correct", "agree_wrong", "disagree"):
         out[key] = [r["agreement"][pair][key] for r in rows]
@@ -82,7 +91,22 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
     pct = lambda v: f"{100 * v:.1f}%"
     first, last = a[0], a[-1]
     prec = last["agree_correct"] / last["agree"] if last["agree"] else 0.0
-    text = (f"{pair}: at the first evaluation (step {steps[0]}) {verb} "
+    items = ""
+    if background is not None:
+        fg = [foreground_shares(v, background) for v in a]
+        if fg[0] and fg[-1]:
+            hi = max(range(len(fg)), key=lambda i: fg[i]["agree"])
+            lo = min(range(len(fg)), key=lambda i: fg[i]["agree"])
+            fprec = fg[-1]["agree_correct"] / fg[-1]["agree"] if fg[-1]["agree"] else 0.0
+            items = (f"{pair}, item pixels ({pct(fg[-1]['n'] / last['n'])} of the tracked "
+                     f"pixels; background left out): {verb} {pct(fg[0]['agree'])} at the first "
+                     f"evaluation (step {steps[0]}) and {pct(fg[-1]['agree'])} at the last "
+                     f"(step {steps[-1]}), right on {pct(fg[-1]['agree_correct'])}, so "
+                     f"{pct(fprec)} of {noun} on items is right; its lowest "
+                     f"{pct(fg[lo]['agree'])} (step {steps[lo]}), its highest "
+                     f"{pct(fg[hi]['agree'])} (step {steps[hi]}).\n\nAll pixels, background "
+                     f"included: ")
+    text = items + (f"{'' if items else pair + ': '}at the first evaluation (step {steps[0]}) {verb} "
             f"{pct(first['agree'])} of the tracked unlabeled {'pixels' if background is not None else 'images'}, "
             f"right on {pct(first['agree_correct'])} of them; at the last (step {steps[-1]}) "
             f"on {pct(last['agree'])}, right on {pct(last['agree_correct'])}, so {pct(prec)} "
@@ -109,13 +133,6 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
     else:
         text += (f"Over the last third of training {noun} moved by {100 * change:+.1f} points "
                  f"and its correct part by {100 * gain:+.1f}. ")
-    if background is not None:
-        fg0, fg1 = (foreground_shares(r, background) for r in (first, last))
-        if fg0 and fg1:
-            text += (f"On the item pixels alone (background left out, {pct(fg1['n'] / last['n'])} "
-                     f"of the pixels) {verb} {pct(fg0['agree'])} at first and "
-                     f"{pct(fg1['agree'])} at the end, right on {pct(fg1['agree_correct'])} "
-                     f"of them.")
     return text.strip()
 
 

@@ -10,19 +10,40 @@ def set_style() -> None:
                          "font.size": 10})
 
 
-def plot_accuracy(results: dict[str, dict], ax=None, key: str = "acc"):
-    """A test metric over training for several runs: ``{label: results}``; ``key`` is
-    ``acc`` (classification), ``miou`` (segmentation) or one of their ``_<model>`` variants."""
+def plot_accuracy(results: dict, ax=None, key: str = "acc"):
+    """A test metric over training for several runs: ``{label: results}`` or ``{label:
+    [results over seeds]}`` (then the mean over the seeds, with a band of ± one standard
+    deviation); ``key`` is ``acc`` (classification), ``miou`` (segmentation) or one of their
+    ``_<model>`` variants. The legend sits under the axes, off the lines."""
     import matplotlib.pyplot as plt
+    import numpy as np
     ax = ax or plt.subplots()[1]
     for label, res in results.items():
-        ev = [r for r in res["history"] if r["kind"] == "eval"]
-        ax.plot([r["step"] for r in ev], [100 * r[key] for r in ev], marker="o", ms=3,
-                label=label)
+        runs = [res] if isinstance(res, dict) else list(res)
+        curves = [{r["step"]: 100 * r[key] for r in run["history"]
+                   if r["kind"] == "eval" and key in r} for run in runs]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        vals = np.array([[c[s] for s in steps] for c in curves])
+        name = label if len(runs) == 1 else f"{label} (mean of {len(runs)} seeds)"
+        line, = ax.plot(steps, vals.mean(0), marker="o", ms=3, label=name)
+        if len(runs) > 1:
+            sd = vals.std(0, ddof=1)
+            ax.fill_between(steps, vals.mean(0) - sd, vals.mean(0) + sd, alpha=0.15,
+                            color=line.get_color(), lw=0)
     ax.set_xlabel("training step")
     ax.set_ylabel("test mIoU (%)" if key.startswith("miou") else "test accuracy (%)")
-    ax.legend()
+    outside_legend(ax)
     return ax
+
+
+def outside_legend(ax, ncol: int | None = None):
+    """The axes' legend under the plot, in columns, where it covers no line."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    ncol = ncol or min(3 if max(len(t) for t in labels) < 28 else 2, len(labels))
+    return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                     ncol=ncol, fontsize=8, frameon=False)
 
 
 # background dark grey, then ten distinct colours for the Fashion-MNIST classes
@@ -70,24 +91,47 @@ def show_segmentation(columns: dict[str, list], n: int, class_names=None, title:
 
 
 def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = None,
-                   labels=("agree, correct", "agree, wrong", "disagree")):
+                   labels=("agree, correct", "agree, wrong", "disagree"),
+                   background: int | None = None):
     """Stacked shares over training: agree & correct, agree & wrong, disagree (for a confident
-    mask: kept & correct, kept & wrong, dropped)."""
+    mask: kept & correct, kept & wrong, dropped); with ``background`` on the item pixels
+    alone. The legend sits under the axes."""
     import matplotlib.pyplot as plt
 
     from .tracking import agreement_curves
-    c = agreement_curves(history, pair)
+    c = agreement_curves(history, pair, background)
     ax = ax or plt.subplots()[1]
     ax.stackplot(c["step"], [100 * v for v in c["agree_correct"]],
                  [100 * v for v in c["agree_wrong"]], [100 * v for v in c["disagree"]],
                  labels=list(labels),
                  colors=["#4c9f70", "#d9a441", "#c8553d"], alpha=0.85)
     ax.set_xlabel("training step")
-    ax.set_ylabel("share of unlabeled images or pixels (%)")
+    what = "images or pixels" if background is None else "item pixels"
+    ax.set_ylabel(f"share of unlabeled {what} (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title or pair)
-    ax.legend(loc="lower right")
+    ax.set_title(title or pair, fontsize=9)
+    outside_legend(ax)
     return ax
+
+
+def plot_agreement_split(history: list[dict], pair: str, title: str | None = None,
+                         labels=("agree, correct", "agree, wrong", "disagree"),
+                         background: int = 0):
+    """Two panels of :func:`plot_agreement` for a segmentation run: the item pixels first,
+    then all pixels (background included, which dominates their count)."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2), sharey=True)
+    plot_agreement(history, pair, axes[0], "item pixels", labels, background)
+    plot_agreement(history, pair, axes[1], "all pixels (background included)", labels)
+    axes[1].set_ylabel("")
+    axes[0].get_legend().remove()
+    axes[1].get_legend().remove()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8,
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
 
 
 def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = None):
@@ -108,7 +152,7 @@ def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = N
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Guessed labels against the hidden labels")
-    ax.legend(loc="lower right")
+    outside_legend(ax, ncol=1)
     return ax
 
 

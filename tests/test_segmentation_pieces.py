@@ -187,8 +187,11 @@ def test_describe_agreement_reads_a_constructed_curve():
     assert "on 90.5%, right on 80.5%" in text and "89.0% of agreement is right" in text
     assert "Half of the rise of 30.5 points came by step 200" in text
     assert "stalled" not in text and "moved by +5.5 points and its correct part by +5.5" in text
-    assert "item pixels alone (background left out, 40.0% of the pixels)" in text
-    assert "0.0% at first and 76.0% at the end, right on 51.0% of them" in text
+    # the item pixels come first, then all pixels
+    assert text.startswith("a-vs-b, item pixels (40.0% of the tracked pixels; background left "
+                           "out): the two agree on 0.0% at the first evaluation (step 100) and "
+                           "76.0% at the last (step 400), right on 51.0%")
+    assert text.index("item pixels") < text.index("All pixels, background included")
     assert foreground_shares(hist[0]["agreement"]["a-vs-b"], 0)["n"] == 40
     flat = [row(100, 0.9, 0.8, 0.7, 0.6), row(200, 0.9, 0.8, 0.7, 0.6), row(300, 0.9, 0.8, 0.7, 0.6)]
     assert "stalled" in describe_agreement(flat, "a-vs-b")

@@ -168,3 +168,31 @@ def show_predictions(results: dict[str, dict], data, n: int = 4, class_names=Non
             raise ValueError(f"{name} stored other validation scenes than the first run")
         cols[name] = list(decode(r["samples"]["test_pred"])[:n])
     return show_segmentation(cols, n, class_names=class_names)
+
+
+def diagram_svg(name: str) -> str:
+    """The training-step diagram ``book/diagrams/<name>.dot`` drawn by graphviz's ``dot`` as
+    SVG text (raises when ``dot`` is not installed: Debian's ``graphviz``)."""
+    import shutil
+    import subprocess
+
+    from .paths import ROOT
+    src = ROOT / "book" / "diagrams" / f"{name}.dot"
+    exe = shutil.which("dot")
+    if exe is None:
+        raise FileNotFoundError("graphviz's `dot` is not installed (apt-get install graphviz)")
+    out = subprocess.run([exe, "-Tsvg", str(src)], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def show_diagram(name: str):
+    """Display the diagram ``book/diagrams/<name>.dot`` as an SVG output, so that the notebook
+    itself (Jupyter, nbviewer) and the book show the same picture drawn from the same source;
+    without ``dot`` the source is shown instead, with a note."""
+    from IPython.display import SVG, Markdown, display
+    try:
+        display(SVG(diagram_svg(name)))
+    except FileNotFoundError as e:
+        from .paths import ROOT
+        src = (ROOT / "book" / "diagrams" / f"{name}.dot").read_text()
+        display(Markdown(f"({e}; the diagram's source:)\n\n```dot\n{src}```"))

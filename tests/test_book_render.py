@@ -77,8 +77,17 @@ window.addEventListener('load', function () {
                 scrolls: !!scroller, head: (t.innerText || '').slice(0, 60)});
     }
   });
+  // figures: an image drawn wider than the article's content box would be shrunk to fit
+  var inner = article.clientWidth, wide = [];
+  document.querySelectorAll('article img').forEach(function (im, i) {
+    if (im.naturalWidth > inner + 1) {
+      wide.push({figure: i, width: im.naturalWidth, column: inner,
+                 src: (im.getAttribute('src') || '').slice(0, 60)});
+    }
+  });
   document.body.setAttribute('data-tables', JSON.stringify(
-    {count: document.querySelectorAll('article table').length, bad: bad}));
+    {count: document.querySelectorAll('article table').length, bad: bad,
+     wide_figures: wide}));
 });
 </script>"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -138,7 +147,8 @@ def _expected(page: str) -> dict:
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
             want["tables"] += len(TABLE_RULE.findall(src))
-            want["diagrams"] += src.count("```{graphviz}")
+        if cell["cell_type"] == "code":
+            want["diagrams"] += src.count("show_diagram(")
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             want["figures"] += any(t in data for t in FIGURE_TYPES)
@@ -248,12 +258,13 @@ def test_page_renders_with_its_figures_tables_and_widgets(rendered, page):
         assert target.exists(), f"{page}: image {src} has no file"
     assert len(imgs) >= want["figures"], (page, len(imgs), want["figures"])
 
-    # diagrams: every graphviz block of the notebook was drawn (an SVG file beside the page)
-    drawn = re.findall(r'<(?:object|img)\b[^>]*class="graphviz[^"]*"[^>]*>', dom)
+    # diagrams: every show_diagram cell's SVG output is on the page (checked above as a file)
+    drawn = [s for s in imgs if s.split("?")[0].endswith(".svg") or s.startswith("data:image/svg")]
     assert len(drawn) >= want["diagrams"], (page, len(drawn), want["diagrams"])
-    for tag in drawn:
-        src = re.search(r'(?:data|src)="([^"]+)"', tag).group(1)
-        assert (html / page).parent.joinpath(src).exists(), f"{page}: diagram {src} has no file"
+
+    # no figure is wider than the article's column (it would be shrunk and unreadable)
+    assert r["tables"].get("wide_figures") == [], f"{page}: figures wider than the column: " \
+        f"{r['tables'].get('wide_figures')}"
 
     # tables: every Markdown table of the notebook (cells and outputs) became an HTML table
     assert dom.count("<table") >= want["tables"], (page, dom.count("<table"), want["tables"])

@@ -380,19 +380,25 @@ def threshold_explorer(images, conf, pred, target, taus=None, num_classes: int =
     return box
 
 
-def explorer_from_results(results: dict, data, **kw):
+def explorer_from_results(results: dict, data, conf: str = "track_conf", **kw):
     """The threshold explorer for a finished segmentation run, without its weights: the
     tracked model's confidences and pseudo labels on the first tracked unlabeled scenes are
     stored in the results file (``results["samples"]``); ``data`` (the run's dataset, e.g.
-    ``load_dataset("fashion-scenes")``) supplies those scenes and their hidden labels."""
+    ``load_dataset("fashion-scenes")``) supplies those scenes and their hidden labels.
+    ``conf`` names the stored confidence map: ``track_conf`` (the tracked model's top softmax
+    probability) or a method's own, e.g. the adversarial method's ``track_dconf`` (its
+    discriminator's output)."""
     from .engine.evaluate import decode
 
     s = results.get("samples") or {}
     if "track_index" not in s:
         raise ValueError(f"results of {results.get('method')!r} carry no tracked samples "
                          "(written before they were stored, or not a segmentation run)")
+    if conf not in s:
+        raise ValueError(f"results of {results.get('method')!r} carry no {conf!r} map (written "
+                         f"before it was stored, or another method)")
     idx = torch.as_tensor(s["track_index"], dtype=torch.long)
-    conf = decode(s["track_conf"]).float() / 255
+    conf = decode(s[conf]).float() / 255
     pred = decode(s["track_pseudo"]).long()
     kw.setdefault("num_classes", data.info.num_classes)
     kw.setdefault("ignore_index", data.info.ignore_index)

@@ -236,6 +236,16 @@ _SETUP_FIELDS = ("arch", "encoder_weights", "steps", "batch_l", "batch_u", "crop
                  "lr_schedule", "weight_decay", "ema_decay", "bn_momentum", "eval_every")
 
 
+def _setup_value(field: str, cfg: Any) -> str:
+    """A config value as the setup paragraph says it: an ``ema_decay`` of 0 is no EMA of the
+    weights kept by the engine (a teacher method keeps its own, with the decay it names)."""
+    value = getattr(cfg, field)
+    if field == "ema_decay" and not value:
+        own = cfg.hparams.get("ema_after")
+        return "none" + (f", its teacher's own decay {own:g}" if own else "")
+    return str(value)
+
+
 def setup_markdown(cfgs: dict[str, Any]) -> str:
     """A paragraph, computed from the configs, that says what a chapter's runs share (split
     file, model, steps and batches, weak view, optimiser, evaluation) and what differs between
@@ -274,7 +284,7 @@ def setup_markdown(cfgs: dict[str, Any]) -> str:
     differ = [f for f in _SETUP_FIELDS if f not in same]
     if differ:
         text += " They differ in " + "; ".join(
-            f"`{f}`: " + ", ".join(f"{m} {getattr(x, f)}" for m, x in cfgs.items())
+            f"`{f}`: " + ", ".join(f"{_setup_value(f, x)} ({m})" for m, x in cfgs.items())
             for f in differ) + "."
     if c.profile == "smoke":
         text += (" In the `smoke` profile each run trains here for a few steps, to exercise the "

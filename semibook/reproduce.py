@@ -358,7 +358,7 @@ def timing(got: dict[str, Any], part: str = "all") -> dict[str, Any]:
 
 def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
                     max_run_min: float = 15.0) -> str:
-    """The budget of the full profile checked against the results files: per table and in all,
+    """The full profile's time limits checked against the results files: per table and in all,
     the sum of the runs' elapsed times, that sum halved (two runs at a time), and the longest
     run, against ``budget_h`` hours in all and ``max_run_min`` minutes a run."""
     lines = ["| table | finished runs | sum of elapsed times | two at a time | longest run |",
@@ -385,13 +385,13 @@ def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
     what = "the whole benchmark" if done == planned else f"the {done} finished runs"
     grown = (f" Chapter 7's methods came later and add their own time to that limit: "
              f"{added_s / 7200:.2f} h two at a time, so {core_h:.2f} h of the first methods' "
-             f"runs ({'within' if ok_total else 'OVER'} {budget_h:g} h) plus theirs."
+             f"runs ({'within' if ok_total else 'above'} {budget_h:g} h) plus theirs."
              if added_s else "")
-    lines += ["", f"Budget: at most {budget_h:g} hours with two runs at a time, no run over "
+    lines += ["", f"Time limits: at most {budget_h:g} hours with two runs at a time, no run over "
               f"{max_run_min:g} minutes. For {what}: "
               f"{total / 7200:.2f} h in all, longest run {longest / 60:.1f} min "
-              f"({'within' if ok_max else 'OVER'} the limit)."
-              + (grown or f" The hours are {'within' if ok_total else 'OVER'} the budget.")
+              f"({'within' if ok_max else 'above'} the limit)."
+              + (grown or f" The hours are {'within' if ok_total else 'above'} the limit.")
               + seed_spread(tables)]
     return "\n".join(lines)
 

@@ -196,3 +196,47 @@ def show_diagram(name: str):
         from .paths import ROOT
         src = (ROOT / "book" / "diagrams" / f"{name}.dot").read_text()
         display(Markdown(f"({e}; the diagram's source:)\n\n```dot\n{src}```"))
+
+
+# the stacked shares' names for a tracked pair whose "agreement" is a confident mask (the
+# adversarial method's: kept pseudo labels against all of them)
+PAIR_LABELS = {"confident-mask": ("kept, correct", "kept, wrong", "dropped")}
+AGREE_LABELS = ("agree, correct", "agree, wrong", "disagree")
+
+
+def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None = None,
+                   title: str | None = None):
+    """One small :func:`plot_agreement` panel per run (``{name: results}``, each run's first
+    tracked pair; with ``background``, on the item pixels), in a grid of ``ncols`` columns
+    that fits the book's column. One legend for the panels that show agreement; a panel of a
+    confident mask (kept / dropped) carries its own."""
+    import math
+
+    import matplotlib.pyplot as plt
+    rows = math.ceil(len(runs) / ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.35 * rows + 0.5),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax, (name, res) in zip(axes.flat, runs.items()):
+        pair = next(iter(next(r for r in res["history"] if "agreement" in r)["agreement"]))
+        labels = PAIR_LABELS.get(pair, AGREE_LABELS)
+        plot_agreement(res["history"], pair, ax=ax, title=f"{name}\n{pair}", labels=labels,
+                       background=background)
+        ax.get_legend().remove()
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.title.set_fontsize(8)
+        ax.tick_params(labelsize=7)
+        if labels != AGREE_LABELS:
+            ax.legend(fontsize=6, loc="lower left", framealpha=0.8)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.set_visible(False)
+    what = "item pixels" if background is not None else "unlabeled images or pixels"
+    fig.supxlabel("training step", fontsize=8)
+    fig.supylabel(f"share of tracked {what} (%)", fontsize=8)
+    from matplotlib.patches import Patch
+    fig.legend([Patch(color=c, alpha=0.85) for c in ("#4c9f70", "#d9a441", "#c8553d")],
+               AGREE_LABELS, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig

@@ -26,7 +26,7 @@ def test_setup_lists_what_differs_and_says_smoke_numbers_mean_nothing():
     text = setup_markdown(cfgs)
     assert text.startswith("Both runs share")
     assert "steps of" not in text  # not shared, so not claimed
-    assert "They differ in `steps`: supervised 24, mixmatch 30" in text
+    assert "They differ in `steps`: 24 (supervised), 30 (mixmatch)" in text
     assert "its numbers mean nothing" in text
 
 
@@ -46,3 +46,12 @@ def test_predicted_maps_come_from_the_results_and_refuse_other_scenes():
     other = {"samples": {"test_index": [0, 3, 4, 5], "test_pred": encode(pred)}}
     with pytest.raises(ValueError, match="other validation scenes"):
         show_predictions({"a": res, "b": other}, Data(), n=3)
+
+
+def test_setup_says_an_engine_ema_of_zero_is_the_teachers_own():
+    cfgs = {m: sb.make_config(m, "fashion-mnist", 250, 0, "full")
+            for m in ("supervised", "mean_teacher")}
+    text = setup_markdown(cfgs)
+    assert "mean_teacher 0.0" not in text and "0.0 (mean_teacher)" not in text
+    own = cfgs["mean_teacher"].hparams["ema_after"]
+    assert f"none, its teacher's own decay {own:g} (mean_teacher)" in text

@@ -336,8 +336,8 @@ def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs()
     text = rp.timing_markdown({"seg": got}, budget_h=0.2, max_run_min=15)
     assert "| seg: chapter 7's methods | 2 of 2 | 0.43 h | 0.22 h | 16.0 min" in text
     # 0.25 h of the first methods' runs two at a time: over 0.2 h; 16 min: over 15
-    assert "0.25 h of the first methods' runs (OVER 0.2 h)" in text
-    assert "longest run 16.0 min (OVER the limit)" in text
+    assert "0.25 h of the first methods' runs (above 0.2 h)" in text
+    assert "longest run 16.0 min (above the limit)" in text
     assert "within" not in text
     assert "(within 0.3 h)" in rp.timing_markdown({"seg": got}, budget_h=0.3, max_run_min=15)
     # two seeds of soft_teacher, the same work: 600 s and 960 s

@@ -167,3 +167,82 @@ def describe_guesses(history: list[dict], test_metric: str = "acc",
         text += (f" The evaluated model's test accuracy at step {evals[-1]['step']} was "
                  f"{100 * evals[-1][test_metric]:.1f}% (on the test images, unaugmented).")
     return text
+
+
+def describe_series(history: list[dict], key: str, name: str | None = None,
+                    reference: tuple[str, float] | None = None) -> str:
+    """A sentence, computed from a run's history, on one logged training quantity ``key``:
+    its mean over the first and the last tenth of the logged windows, its lowest and highest
+    window, and, with ``reference`` (a name and a value, e.g. ("chance", ln 2)), where the
+    last tenth sits against it."""
+    rows = [(r["step"], r[key]) for r in history if r.get("kind") == "train" and key in r]
+    if len(rows) < 2:
+        return f"This run logged no {key}."
+    k = max(1, len(rows) // 10)
+    first = sum(v for _, v in rows[:k]) / k
+    last = sum(v for _, v in rows[-k:]) / k
+    lo = min(rows, key=lambda p: p[1])
+    hi = max(rows, key=lambda p: p[1])
+    text = (f"{name or key}: {first:.3f} over the first {rows[k - 1][0]} steps, {last:.3f} over "
+            f"the last {rows[-1][0] - rows[-k - 1][0] if len(rows) > k else rows[-1][0]} "
+            f"(lowest window {lo[1]:.3f} at step {lo[0]}, highest {hi[1]:.3f} at step {hi[0]})")
+    if reference:
+        ref_name, ref = reference
+        rel = "below" if last < ref else "above"
+        text += f"; at the end {abs(last - ref):.3f} {rel} {ref_name} ({ref:.3f})"
+    return text + "."
+
+
+def coupling_curve(history: list[dict], pairs, background: int | None = 0) -> dict[str, list]:
+    """How far a method's teachers stay from its student over training: at each evaluation,
+    the share of tracked pixels (with ``background``, item pixels alone) on which teacher and
+    student predict different classes, averaged over ``pairs`` (e.g. both of Dual Teacher's
+    teacher-vs-student pairs). 0 means the teacher is a copy of its student."""
+    curves = [agreement_curves(history, p, background) for p in pairs]
+    steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
+    at = [dict(zip(c["step"], c["disagree"])) for c in curves]
+    return {"step": steps, "disagree": [sum(a[s] for a in at) / len(at) for s in steps]}
+
+
+def describe_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
+                      background: int | None = 0) -> str:
+    """A paragraph, computed from the runs' histories, comparing teacher-student coupling:
+    ``groups`` maps a name to (runs over seeds, the teacher-vs-student pairs to average). For
+    each, the disagreement over the last third of training (mean over its evaluations and
+    seeds, with the spread over seeds), and which method keeps its teachers further from the
+    student."""
+    import statistics
+
+    late = {}
+    for name, (runs, pairs) in groups.items():
+        per_seed = []
+        for r in runs:
+            c = coupling_curve(r["history"], pairs, background)
+            if c["step"]:
+                tail = [d for s, d in zip(c["step"], c["disagree"]) if s >= c["step"][-1] * 2 / 3]
+                per_seed.append(sum(tail) / len(tail))
+        if per_seed:
+            late[name] = per_seed
+    if len(late) < 2:
+        return "Too few runs with agreement records to compare the coupling."
+    where = "item pixels" if background is not None else "tracked pixels"
+    parts = []
+    for name, vals in late.items():
+        sd = f" ± {100 * statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
+        parts.append(f"{name} {100 * statistics.fmean(vals):.1f}{sd}% "
+                     f"({len(vals)} seed{'s' if len(vals) > 1 else ''})")
+    ranked = sorted(late, key=lambda k: statistics.fmean(late[k]), reverse=True)
+    a, b = ranked[0], ranked[-1]
+    diff = 100 * (statistics.fmean(late[a]) - statistics.fmean(late[b]))
+    text = (f"Over the last third of training, teacher and student predicted different classes "
+            f"on this share of the {where} (mean over the evaluations and seeds ± standard "
+            f"deviation over seeds): " + "; ".join(parts) + ". ")
+    spread = max((statistics.stdev(v) for v in late.values() if len(v) > 1), default=0.0)
+    if diff <= 2 * 100 * spread:
+        text += (f"The difference, {diff:.1f} points, is within two standard deviations of the "
+                 f"seeds (the larger spread, {100 * spread:.1f} points), so these runs do not show "
+                 f"one method's teachers staying further from their student than the other's.")
+    else:
+        text += (f"{a}'s teachers stay further from their student than {b}'s, by {diff:.1f} "
+                 f"points: the less coupled pair.")
+    return text

@@ -66,7 +66,8 @@ def show_segmentation(columns: dict[str, list], n: int, class_names=None, title:
     tensors in [0, 255] or [0, 1], label maps as (H, W))."""
     import matplotlib.pyplot as plt
     import numpy as np
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.8 * len(columns), 1.8 * n),
+    side = min(1.8, 7.6 / len(columns))  # the whole grid within the book's column
+    fig, axes = plt.subplots(n, len(columns), figsize=(side * len(columns), side * n),
                              squeeze=False)
     for c, (name, items) in enumerate(columns.items()):
         for r in range(n):
@@ -123,6 +124,7 @@ def plot_agreement_split(history: list[dict], pair: str, title: str | None = Non
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2), sharey=True)
     plot_agreement(history, pair, axes[0], "item pixels", labels, background)
     plot_agreement(history, pair, axes[1], "all pixels (background included)", labels)
+    axes[0].set_ylabel("share of tracked unlabeled pixels (%)")
     axes[1].set_ylabel("")
     axes[0].get_legend().remove()
     axes[1].get_legend().remove()
@@ -240,3 +242,93 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+
+def show_confidence_maps(results: dict, data, key: str = "track_dconf", n: int = 4,
+                         tau: float | None = None, title: str = "confidence"):
+    """The tracked unlabeled scenes of a finished segmentation run, read from its results
+    file: the scene, its hidden true map, the run's pseudo labels and a stored confidence map
+    (``key``, e.g. the discriminator's ``track_dconf``) in grey from 0 (black) to 1 (white),
+    with the pixels under ``tau`` outlined in the last column. Raises where the file holds no
+    such map."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .engine.evaluate import decode
+    s = results.get("samples") or {}
+    if key not in s:
+        raise ValueError(f"the results file holds no {key!r} map")
+    idx = s["track_index"][:n]
+    conf = decode(s[key]).float().numpy()[:n] / 255
+    pseudo = decode(s["track_pseudo"]).numpy()[:n]
+    cols = ["scene", "truth (hidden)", "pseudo label", title]
+    fig, axes = plt.subplots(len(idx), 4, figsize=(6.4, 1.7 * len(idx)), squeeze=False)
+    for r, i in enumerate(idx):
+        img = np.asarray(data.x_train[i]).transpose(1, 2, 0)
+        panels = [img / 255 if img.max() > 1 else img, label_to_rgb(data.y_train[i]),
+                  label_to_rgb(pseudo[r])]
+        for c, a in enumerate(panels):
+            axes[r, c].imshow(a, interpolation="nearest")
+        im = axes[r, 3].imshow(conf[r], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if tau is not None:
+            axes[r, 3].contour(conf[r] >= tau, levels=[0.5], colors="#e6194b", linewidths=0.8)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+    for c, name in enumerate(cols):
+        axes[0, c].set_title(name + (f"\n(red: edge of >= {tau:g})" if c == 3 and tau is not None
+                                     else ""), fontsize=8)
+    fig.colorbar(im, ax=axes[:, 3], fraction=0.08, shrink=0.8)
+    return fig
+
+
+def plot_losses(history: list[dict], keys, ax=None, title: str | None = None,
+                reference: dict[str, float] | None = None):
+    """Training losses logged in a run's history (``kind == "train"`` rows), one line per key;
+    ``reference`` draws labelled horizontal lines (e.g. ln 2, a discriminator at chance)."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots()[1]
+    rows = [r for r in history if r.get("kind") == "train"]
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2, label=k)
+    for name, y in (reference or {}).items():
+        ax.axhline(y, color="0.5", ls=":", lw=1)
+        ax.annotate(name, (ax.get_xlim()[1], y), xytext=(-4, 3), textcoords="offset points",
+                    ha="right", fontsize=7, color="0.35")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (mean over a logging window)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    outside_legend(ax)
+    return ax
+
+
+def plot_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
+                  background: int | None = 0, ax=None):
+    """Teacher-student disagreement over training (:func:`semibook.tracking.coupling_curve`),
+    one line per ``{name: (runs over seeds, pairs)}``: the mean over the seeds, with a band of
+    ± one standard deviation."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .tracking import coupling_curve
+    ax = ax or plt.subplots()[1]
+    for name, (runs, pairs) in groups.items():
+        curves = [coupling_curve(r["history"], pairs, background) for r in runs]
+        steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
+        vals = np.array([[dict(zip(c["step"], c["disagree"]))[s] * 100 for s in steps]
+                         for c in curves])
+        line, = ax.plot(steps, vals.mean(0), marker="o", ms=3,
+                        label=f"{name} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        if len(runs) > 1:
+            sd = vals.std(0, ddof=1)
+            ax.fill_between(steps, vals.mean(0) - sd, vals.mean(0) + sd, alpha=0.15,
+                            color=line.get_color(), lw=0)
+    ax.set_xlabel("training step")
+    what = "item pixels" if background is not None else "tracked pixels"
+    ax.set_ylabel(f"teacher ≠ student\n(% of {what})")
+    ax.set_ylim(bottom=0)
+    outside_legend(ax)
+    return ax

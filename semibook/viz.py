@@ -18,13 +18,15 @@ def plot_accuracy(results: dict, ax=None, key: str = "acc"):
     import matplotlib.pyplot as plt
     import numpy as np
     ax = ax or plt.subplots()[1]
+    counts = {1 if isinstance(r, dict) else len(r) for r in results.values()}
+    same = len(counts) == 1 and counts != {1}  # every entry over the same number of seeds
     for label, res in results.items():
         runs = [res] if isinstance(res, dict) else list(res)
         curves = [{r["step"]: 100 * r[key] for r in run["history"]
                    if r["kind"] == "eval" and key in r} for run in runs]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         vals = np.array([[c[s] for s in steps] for c in curves])
-        name = label if len(runs) == 1 else f"{label} (mean of {len(runs)} seeds)"
+        name = label if len(runs) == 1 or same else f"{label} (mean of {len(runs)} seeds)"
         line, = ax.plot(steps, vals.mean(0), marker="o", ms=3, label=name)
         if len(runs) > 1:
             sd = vals.std(0, ddof=1)
@@ -32,18 +34,19 @@ def plot_accuracy(results: dict, ax=None, key: str = "acc"):
                             color=line.get_color(), lw=0)
     ax.set_xlabel("training step")
     ax.set_ylabel("test mIoU (%)" if key.startswith("miou") else "test accuracy (%)")
-    outside_legend(ax)
+    n = next(iter(counts))
+    outside_legend(ax, title=f"mean of {n} seeds, band ± 1 standard deviation" if same else None)
     return ax
 
 
-def outside_legend(ax, ncol: int | None = None):
+def outside_legend(ax, ncol: int | None = None, title: str | None = None):
     """The axes' legend under the plot, in columns, where it covers no line."""
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return None
     ncol = ncol or min(3 if max(len(t) for t in labels) < 28 else 2, len(labels))
     return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                     ncol=ncol, fontsize=8, frameon=False)
+                     ncol=ncol, fontsize=8, frameon=False, title=title, title_fontsize=8)
 
 
 # background dark grey, then ten distinct colours for the Fashion-MNIST classes
@@ -216,7 +219,7 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
 
     import matplotlib.pyplot as plt
     rows = math.ceil(len(runs) / ncols)
-    fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.35 * rows + 0.5),
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.35 * rows + 0.3),
                              sharex=True, sharey=True, squeeze=False)
     for ax, (name, res) in zip(axes.flat, runs.items()):
         pair = next(iter(next(r for r in res["history"] if "agreement" in r)["agreement"]))
@@ -230,17 +233,28 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
         ax.tick_params(labelsize=7)
         if labels != AGREE_LABELS:
             ax.legend(fontsize=6, loc="lower left", framealpha=0.8)
-    for ax in list(axes.flat)[len(runs):]:
-        ax.set_visible(False)
-    what = "item pixels" if background is not None else "unlabeled images or pixels"
-    fig.supxlabel("training step", fontsize=8)
-    fig.supylabel(f"share of tracked {what} (%)", fontsize=8)
     from matplotlib.patches import Patch
-    fig.legend([Patch(color=c, alpha=0.85) for c in ("#4c9f70", "#d9a441", "#c8553d")],
-               AGREE_LABELS, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    handles = [Patch(color=c, alpha=0.85) for c in ("#4c9f70", "#d9a441", "#c8553d")]
+    spare = list(axes.flat)[len(runs):]
+    for ax in spare:
+        ax.set_visible(False)
+        axes.flat[list(axes.flat).index(ax) - ncols].xaxis.set_tick_params(labelbottom=True)
+    fig.supylabel("share of tracked " + ("item pixels" if background is not None else "samples")
+                  + " (%)", fontsize=8)
+    if spare:  # the legend in the grid's first empty cell
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        box = spare[0].get_position()
+        fig.legend(handles, AGREE_LABELS, loc="center", fontsize=8, frameon=False, title=
+                   "x: training step", title_fontsize=8,
+                   bbox_to_anchor=(box.x0 + box.width / 2, box.y0 + box.height / 2))
+    else:
+        fig.supxlabel("training step", fontsize=8)
+        fig.legend(handles, AGREE_LABELS, loc="upper center", ncol=3, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout()
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
     return fig
 
 

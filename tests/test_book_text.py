@@ -70,3 +70,15 @@ def test_every_figure_fits_the_column(path):
                 if w > MAX_FIGURE_PX:
                     wide.append((i, w, h))
     assert wide == [], f"{path.name}: figures wider than {MAX_FIGURE_PX} px (cell, w, h): {wide}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_diagrams_are_outputs_drawn_from_a_dot_file(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        assert "```{graphviz}" not in src, f"{path.name}: DOT text in a cell, not a drawn diagram"
+        for name in re.findall(r'show_diagram\("([^"]+)"\)', src):
+            assert (ROOT / "book" / "diagrams" / f"{name}.dot").exists(), name
+            kinds = {k for out in cell.get("outputs", []) for k in out.get("data", {})}
+            assert "image/svg+xml" in kinds, f"{path.name}: diagram {name} has no drawn output"

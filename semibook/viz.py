@@ -293,7 +293,8 @@ def show_confidence_maps(results: dict, data, key: str = "track_dconf", n: int =
     for c, name in enumerate(cols):
         axes[0, c].set_title(name + (f"\n(red: edge of >= {tau:g})" if c == 3 and tau is not None
                                      else ""), fontsize=8)
-    fig.colorbar(im, ax=axes[:, 3], fraction=0.08, shrink=0.8)
+    fig.subplots_adjust(right=0.9)  # the colour bar beside the grid, not inside its column
+    fig.colorbar(im, cax=fig.add_axes((0.92, 0.3, 0.015, 0.4)))
     return fig
 
 

@@ -69,7 +69,7 @@ def show_segmentation(columns: dict[str, list], n: int, class_names=None, title:
     tensors in [0, 255] or [0, 1], label maps as (H, W))."""
     import matplotlib.pyplot as plt
     import numpy as np
-    side = min(1.8, 7.6 / len(columns))  # the whole grid within the book's column
+    side = min(1.8, 7.2 / len(columns))  # the whole grid within the book's column
     fig, axes = plt.subplots(n, len(columns), figsize=(side * len(columns), side * n),
                              squeeze=False)
     for c, (name, items) in enumerate(columns.items()):
@@ -219,7 +219,7 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
 
     import matplotlib.pyplot as plt
     rows = math.ceil(len(runs) / ncols)
-    fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.35 * rows + 0.3),
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.4 * ncols, 2.3 * rows + 0.3),
                              sharex=True, sharey=True, squeeze=False)
     for ax, (name, res) in zip(axes.flat, runs.items()):
         pair = next(iter(next(r for r in res["history"] if "agreement" in r)["agreement"]))

@@ -88,6 +88,20 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-tables', JSON.stringify(
     {count: document.querySelectorAll('article table').length, bad: bad,
      wide_figures: wide}));
+  // display equations, once MathJax has typeset them: none runs past the column
+  var typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise) ||
+                Promise.resolve();
+  typeset.then(function () {
+    var math = [];
+    document.querySelectorAll('article mjx-container[display="true"]').forEach(function (m, i) {
+      var inner = (m.firstElementChild || m).getBoundingClientRect();
+      if (inner.right > right) {
+        math.push({equation: i, right: Math.round(inner.right), column: Math.round(right),
+                   text: (m.getAttribute('aria-label') || m.innerText || '').slice(0, 60)});
+      }
+    });
+    document.body.setAttribute('data-math', JSON.stringify(math));
+  });
 });
 </script>"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -185,6 +199,8 @@ def _render(exe: str, html: Path, page: str, shots: Path, profile: Path) -> dict
     found = re.search(r'<body[^>]*\bdata-tables="([^"]*)"', t.stdout)
     out["tables"] = json.loads(html_lib.unescape(found.group(1))) if found else {
         "error": f"no result (rc {t.returncode}): {t.stderr[-500:]}"}
+    found = re.search(r'<body[^>]*\bdata-math="([^"]*)"', t.stdout)
+    out["math"] = json.loads(html_lib.unescape(found.group(1))) if found else None
     if _has_slider(_expected(page)["state"]):
         # the copy lives outside the book; <base> points its relative links back into it
         copy = profile / f"{name}-move.html"
@@ -261,6 +277,10 @@ def test_page_renders_with_its_figures_tables_and_widgets(rendered, page):
     # diagrams: every show_diagram cell's SVG output is on the page (checked above as a file)
     drawn = [s for s in imgs if s.split("?")[0].endswith(".svg") or s.startswith("data:image/svg")]
     assert len(drawn) >= want["diagrams"], (page, len(drawn), want["diagrams"])
+
+    # no display equation runs past the article's column (MathJax typesets on the page)
+    assert r["math"] is not None, f"{page}: the equations were not measured"
+    assert r["math"] == [], f"{page}: equations wider than the column: {r['math']}"
 
     # no figure is wider than the article's column (it would be shrunk and unreadable)
     assert r["tables"].get("wide_figures") == [], f"{page}: figures wider than the column: " \

@@ -18,9 +18,10 @@ CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 # of an official code base) is a source and stays
 PROCESS_WORDS = re.compile(
     r"(?i:\b(issues?(?! #\d)|sessions?|source documents?|budgets?)\b)|\bOVER\b")
-# the widest figure the book's column shows at full size (jupyter-book's article column at
-# the rendered test's 1280-pixel window); a wider one is shrunk until its text is unreadable
-MAX_FIGURE_PX = 820
+# the widest figure the book's column shows at full size (jupyter-book's article column is 752
+# CSS pixels at the rendered test's 1280-pixel window); a wider one is shrunk, and its text
+# with it
+MAX_FIGURE_PX = 750
 
 
 def _texts(nb: dict):
@@ -69,6 +70,10 @@ def test_every_figure_fits_the_column(path):
                 w, h = _png_size("".join(png) if isinstance(png, list) else png)
                 if w > MAX_FIGURE_PX:
                     wide.append((i, w, h))
+            svg = "".join(out.get("data", {}).get("image/svg+xml", ""))
+            size = re.search(r'<svg[^>]*\bwidth="([\d.]+)pt"', svg)
+            if size and float(size.group(1)) * 4 / 3 > MAX_FIGURE_PX:  # 1 pt = 4/3 CSS px
+                wide.append((i, round(float(size.group(1)) * 4 / 3), "svg"))
     assert wide == [], f"{path.name}: figures wider than {MAX_FIGURE_PX} px (cell, w, h): {wide}"
 
 

@@ -91,9 +91,9 @@ def test_agreement_figures_put_item_pixels_first_and_fit_the_column():
     items, every = fig.axes[:2]
     assert items.get_title() == "item pixels" and every.get_title().startswith("all pixels")
     # the item panel's top band (dropped) at step 200 is 1 - 0.6 of the item pixels
-    assert fig.get_size_inches()[0] * fig.dpi <= 820
+    assert fig.get_size_inches()[0] * fig.dpi <= 750
     grid = agreement_grid({f"m{i}": {"history": hist} for i in range(4)}, ncols=3, background=0)
-    assert grid.get_size_inches()[0] * 100 <= 820
+    assert grid.get_size_inches()[0] * 100 <= 750
     assert sum(ax.get_visible() for ax in grid.axes) == 4
     assert any(ax.get_legend() for ax in grid.axes)  # the kept/dropped panels carry their own
 

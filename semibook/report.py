@@ -238,8 +238,11 @@ _SETUP_FIELDS = ("arch", "encoder_weights", "steps", "batch_l", "batch_u", "crop
 
 def _setup_value(field: str, cfg: Any) -> str:
     """A config value as the setup paragraph says it: an ``ema_decay`` of 0 is no EMA of the
-    weights kept by the engine (a teacher method keeps its own, with the decay it names)."""
+    weights kept by the engine (a teacher method keeps its own, with the decay it names), and
+    the ``mean_teacher`` learning-rate schedule is named for what it does."""
     value = getattr(cfg, field)
+    if field == "lr_schedule" and value == "mean_teacher":
+        return "Mean Teacher's sigmoid ramp-up and ramp-down"
     if field == "ema_decay" and not value:
         own = cfg.hparams.get("ema_after")
         return "none" + (f", its teacher's own decay {own:g}" if own else "")

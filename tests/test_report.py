@@ -55,6 +55,7 @@ def test_setup_says_an_engine_ema_of_zero_is_the_teachers_own():
     assert "mean_teacher 0.0" not in text and "0.0 (mean_teacher)" not in text
     own = cfgs["mean_teacher"].hparams["ema_after"]
     assert f"none, its teacher's own decay {own:g} (mean_teacher)" in text
+    assert "Mean Teacher's sigmoid ramp-up and ramp-down (mean_teacher)" in text
 
 
 def test_confidence_maps_come_from_the_results_and_say_when_missing():

@@ -94,6 +94,7 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
     the fully supervised entry) a column gives the share of the baseline-to-ceiling gap that
     each entry closes (last evaluation). Numbers come from :func:`aggregate`."""
     rows = aggregate(results, baseline, ceiling)
+    has_base = baseline in rows  # gain columns only against a baseline that is tabled
     key = next(iter(rows.values()))["metric"]
     label = {"acc": "acc", "miou": "mIoU"}[key]
     seeds = any(isinstance(r, (list, tuple)) for r in results.values())
@@ -103,9 +104,9 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
     own = [k for k in ("profile", "steps") if k not in shared]
     head = ["method"] + own + (["seeds"] if seeds else []) + [
         f"best {label}" + ("" if seeds else " (step)"), f"last {label}"] + (
-        [f"gain over {baseline} (best)"] if seeds else []) + [
-        f"gain over {baseline} (last)"] + ([f"gap to {ceiling} closed (last)"] if ceiling
-                                           else []) + ([] if "device" in shared else ["device"])
+        ["gain (best)"] if seeds and has_base else []) + (["gain (last)"] if has_base else []) + (
+        ["gap closed (last)"] if ceiling and has_base else []) + (
+        [] if "device" in shared else ["device"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         best = _pct(r["best_mean"], r["best_std"])
@@ -114,13 +115,21 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
         cells = [name] + [str(r[k]) for k in own] + ([", ".join(map(str, r["seeds"]))]
                                                      if seeds else [])
         cells += [best, _pct(r["last_mean"], r["last_std"])]
-        if seeds:
+        if seeds and has_base:
             cells.append(_pts(r["gain_best"], r["gain_best_sd"]))
-        cells.append(_pts(r["gain_last"], r["gain_last_sd"]))
-        if ceiling:
+        if has_base:
+            cells.append(_pts(r["gain_last"], r["gain_last_sd"]))
+        if ceiling and has_base:
             cells.append("" if r["gap_last"] is None else f"{100 * r['gap_last']:.0f}%")
         lines.append("| " + " | ".join(cells + ([] if "device" in shared else [r["device"]]))
                      + " |")
+    # the short column names, said in words under the table
+    said_gain = (f"gain: over {baseline}" + (", mean ± std of the per-seed differences"
+                                             if seeds else "") + " (in points)")
+    if ceiling:
+        said_gain += f"; gap closed: the share of the gap from {baseline} to {ceiling} closed"
+    if has_base:
+        lines.append("\n" + said_gain[0].upper() + said_gain[1:] + ".")
     if shared:
         name, _, then = str(shared.get("profile")).partition(" ")
         said = {"profile": f"profile `{name}`" + (f" {then}" if then else ""),
@@ -224,9 +233,9 @@ def chapter_table(cfgs: dict[str, Any], results: dict[str, Any] | None = None,
         note = ("One seed only (seed " + str(next(iter(runs.values()))["seed"]) + "): no "
                 "spread is known, so a difference between rows may be noise.")
     else:
-        note = (f"Mean ± standard deviation over the seeds listed; a gain is the mean ± "
-                f"standard deviation of the per-seed differences from {baseline} (the seeds "
-                f"share their labeled split).")
+        note = (f"Mean ± standard deviation over the seeds listed; a method's run and the "
+                f"{baseline} run of one seed share their labeled split, so each gain is paired "
+                f"seed by seed.")
     return table + "\n\n" + note
 
 # Config fields that describe a chapter's runs, in the order the setup paragraph names them;

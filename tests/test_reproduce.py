@@ -179,7 +179,9 @@ def test_collect_and_aggregate_match_a_hand_computation(small, trained, isolated
         assert agg["mean_teacher"]["gap_last"] is None
 
     table = results_table(res, baseline="supervised", ceiling="full").splitlines()
-    assert "seeds" in table[0] and "gap to full closed (last)" in table[0]
+    assert "seeds" in table[0] and "gap closed (last)" in table[0]
+    assert "Gain: over supervised, mean ± std of the per-seed differences (in points); gap " \
+        "closed: the share of the gap from supervised to full closed." in table
     mt = next(ln for ln in table if ln.startswith("| mean_teacher "))
     mean, std = hand["mean_teacher"]["last"]
     assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in mt
@@ -211,7 +213,8 @@ def test_aggregate_of_known_numbers():
     assert table.endswith("Every run: profile `full`, 10 steps, device cpu.")
     # one run per entry: the chapters' format, best with its step and no seeds column
     single = results_table({k: v[0] for k, v in runs.items()}, "supervised").splitlines()
-    assert single[0] == "| method | best mIoU (step) | last mIoU | gain over supervised (last) |"
+    assert single[0] == "| method | best mIoU (step) | last mIoU | gain (last) |"
+    assert "Gain: over supervised (in points)." in single
     assert single[4] == "| full | 70.00% (5) | 60.00% | +40.00 pts |"
     # a value the runs do not share keeps its column, and only the shared ones are said below
     runs["full"][0]["config"]["steps"] = 20

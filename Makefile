@@ -29,8 +29,10 @@ WIDGETS_JS       := _widgets/widgets/embed-amd.js
 GOALS := $(or $(MAKECMDGOALS),$(STAMP))
 need = $(if $(shell command -v $(1) 2>/dev/null),,$(error $(1) not found ($(2)); install it: \
   sudo apt-get install $(3)))
+ifneq ($(filter test smoke-notebooks execute,$(GOALS)),)
+$(call need,dot,Graphviz draws a chapter's diagram when the chapter runs,graphviz)
+endif
 ifneq ($(filter book book-strict test,$(GOALS)),)
-$(call need,dot,Graphviz draws the chapters' diagrams,graphviz)
 ifeq ($(wildcard $(WIDGETS_JS)),)
 $(call need,npm,it packs the widgets' JavaScript once,npm)
 endif

@@ -45,22 +45,41 @@ def aggregate(results: dict[str, Any], baseline: str = "supervised",
     of the baseline-to-ceiling gap that the entry closes, (m - b) / (c - b) on the means
     (``None`` where an entry is missing or the gap is not positive)."""
     rows = {name: summarize(r) for name, r in results.items()}
+    runs = {name: [r] if isinstance(r, dict) else list(r) for name, r in results.items()}
     base, top = rows.get(baseline), rows.get(ceiling) if ceiling else None
     for name, row in rows.items():
         for which in ("best", "last"):
             m = row[f"{which}_mean"]
-            gain = gap = None
+            gain = gap = sd = None
             if base is not None and name != baseline:
                 gain = m - base[f"{which}_mean"]
                 width = top[f"{which}_mean"] - base[f"{which}_mean"] if top else 0.0
                 if top is not None and name != ceiling and width > 0:
                     gap = gain / width
+                if name != ceiling:
+                    sd = _paired_sd(runs[name], runs[baseline], which)
             row[f"gain_{which}"], row[f"gap_{which}"] = gain, gap
+            row[f"gain_{which}_sd"] = sd
     return rows
+
+
+def _paired_sd(runs: list[dict[str, Any]], base: list[dict[str, Any]], which: str):
+    """The standard deviation over seeds of (run - baseline) at ``which`` (best or last), on
+    the seeds both have (they share their split); None with fewer than two such seeds."""
+    key = lambda r: r[which][r.get("metric", "acc")]
+    b = {r["seed"]: key(r) for r in base}
+    diffs = [key(r) - b[r["seed"]] for r in runs if r["seed"] in b]
+    return statistics.stdev(diffs) if len(diffs) > 1 else None
 
 
 def _pct(mean: float, std: float | None) -> str:
     return f"{100 * mean:.2f}%" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def _pts(gain: float | None, sd: float | None) -> str:
+    if gain is None:
+        return ""
+    return f"{100 * gain:+.2f} pts" if sd is None else f"{100 * gain:+.2f} ± {100 * sd:.2f} pts"
 
 
 def results_table(results: dict[str, Any], baseline: str = "supervised",
@@ -69,10 +88,13 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
     baseline's last value, with the step and device that produced them.
 
     An entry is one results dict, or a list of them over seeds: then best and last are
-    mean ± std over the seeds and a column counts the seeds. With ``ceiling`` (the name of
+    mean ± std over the seeds, a column counts the seeds, and the gain over the baseline, at
+    the best and at the last evaluation, is the mean ± std of the per-seed differences (the
+    seeds share their split, so the comparison is paired). With ``ceiling`` (the name of
     the fully supervised entry) a column gives the share of the baseline-to-ceiling gap that
     each entry closes (last evaluation). Numbers come from :func:`aggregate`."""
     rows = aggregate(results, baseline, ceiling)
+    has_base = baseline in rows  # gain columns only against a baseline that is tabled
     key = next(iter(rows.values()))["metric"]
     label = {"acc": "acc", "miou": "mIoU"}[key]
     seeds = any(isinstance(r, (list, tuple)) for r in results.values())
@@ -81,9 +103,10 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
               if len(rows) > 1 and len({str(r[k]) for r in rows.values()}) == 1}
     own = [k for k in ("profile", "steps") if k not in shared]
     head = ["method"] + own + (["seeds"] if seeds else []) + [
-        f"best {label}" + ("" if seeds else " (step)"), f"last {label}",
-        f"gain over {baseline} (last)"] + ([f"gap to {ceiling} closed (last)"] if ceiling
-                                           else []) + ([] if "device" in shared else ["device"])
+        f"best {label}" + ("" if seeds else " (step)"), f"last {label}"] + (
+        ["gain (best)"] if seeds and has_base else []) + (["gain (last)"] if has_base else []) + (
+        ["gap closed (last)"] if ceiling and has_base else []) + (
+        [] if "device" in shared else ["device"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         best = _pct(r["best_mean"], r["best_std"])
@@ -91,12 +114,22 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
             best += f" ({r['best_step']})"
         cells = [name] + [str(r[k]) for k in own] + ([", ".join(map(str, r["seeds"]))]
                                                      if seeds else [])
-        cells += [best, _pct(r["last_mean"], r["last_std"]),
-                  "" if r["gain_last"] is None else f"{100 * r['gain_last']:+.2f} pts"]
-        if ceiling:
+        cells += [best, _pct(r["last_mean"], r["last_std"])]
+        if seeds and has_base:
+            cells.append(_pts(r["gain_best"], r["gain_best_sd"]))
+        if has_base:
+            cells.append(_pts(r["gain_last"], r["gain_last_sd"]))
+        if ceiling and has_base:
             cells.append("" if r["gap_last"] is None else f"{100 * r['gap_last']:.0f}%")
         lines.append("| " + " | ".join(cells + ([] if "device" in shared else [r["device"]]))
                      + " |")
+    # the short column names, said in words under the table
+    said_gain = (f"gain: over {baseline}" + (", mean ± std of the per-seed differences"
+                                             if seeds else "") + " (in points)")
+    if ceiling:
+        said_gain += f"; gap closed: the share of the gap from {baseline} to {ceiling} closed"
+    if has_base:
+        lines.append("\n" + said_gain[0].upper() + said_gain[1:] + ".")
     if shared:
         name, _, then = str(shared.get("profile")).partition(" ")
         said = {"profile": f"profile `{name}`" + (f" {then}" if then else ""),
@@ -110,11 +143,119 @@ def results_table(results: dict[str, Any], baseline: str = "supervised",
     return "\n".join(lines)
 
 
+
+def curve_shape(steps: list[int], values: list[float], tol: float = 0.005) -> dict[str, Any]:
+    """The shape of an evaluation curve, computed from it: its peak (value and step), its last
+    value, and ``shape``: "rising" (the last evaluation is the peak, above the one before by
+    more than ``tol``), "peaked" (the peak came earlier and the curve ended more than ``tol``
+    below it) or "flat" (the end within ``tol`` of the peak and of the evaluation before)."""
+    if not values:
+        raise ValueError("an empty curve has no shape")
+    peak = max(range(len(values)), key=lambda i: (values[i], i))
+    out = {"peak": values[peak], "peak_step": steps[peak], "last": values[-1],
+           "last_step": steps[-1], "fall": values[peak] - values[-1]}
+    prev = values[-2] if len(values) > 1 else values[-1]
+    if out["fall"] > tol:
+        out["shape"] = "peaked"
+    elif values[-1] - prev > tol:
+        out["shape"] = "rising"
+    else:
+        out["shape"] = "flat"
+    return out
+
+
+def describe_shape(steps: list[int], values: list[float], what: str = "accuracy",
+                   unit: float = 100.0) -> str:
+    """A phrase for :func:`curve_shape`: "still rising at its last evaluation (step s)",
+    "peaked at v at step s and ended p points lower" or "level over its last evaluations"."""
+    c = curve_shape(steps, values)
+    if c["shape"] == "rising":
+        return f"its {what} was still rising at its last evaluation (step {c['last_step']})"
+    if c["shape"] == "peaked":
+        return (f"its {what} peaked at {unit * c['peak']:.2f} at step {c['peak_step']} and "
+                f"ended {unit * c['fall']:.2f} points lower at step {c['last_step']}")
+    return f"its {what} was level over its last evaluations (to step {c['last_step']})"
+
+
+SEEDS = (0, 1, 2)
+
+
+def over_seeds(cfgs: dict[str, Any], results: dict[str, Any] | None = None,
+               seeds=SEEDS) -> dict[str, list[dict[str, Any]]]:
+    """A chapter's runs over seeds: for each ``{name: config}``, the finished results files of
+    the same config with each of ``seeds`` (``results``, the runs the chapter has at hand,
+    stand in for their own seed, e.g. the smoke profile's runs, which are never saved)."""
+    import dataclasses
+
+    from .engine.results import finished_results
+    out = {}
+    for name, cfg in cfgs.items():
+        own = (results or {}).get(name)
+        runs = []
+        for s in seeds:
+            if own is not None and own["seed"] == s:
+                runs.append(own)
+            elif cfg.profile != "smoke":
+                found = finished_results(dataclasses.replace(cfg, seed=s))
+                if found is not None:
+                    runs.append(found)
+        if runs:
+            out[name] = runs
+    return out
+
+
+def chapter_table(cfgs: dict[str, Any], results: dict[str, Any] | None = None,
+                  baseline: str = "supervised", ceiling: bool = True, seeds=SEEDS) -> str:
+    """The results table every chapter shows: each run of ``cfgs`` over ``seeds`` (mean ± std
+    of the best and last evaluation), its gain over ``baseline`` with the spread of the
+    per-seed differences and, with ``ceiling``, the share of the gap to full supervision
+    (supervised-only training on every training label, same profile) that it closes; a line
+    under the table says how many seeds each mean holds."""
+    import dataclasses
+
+    from .data import dataset_info
+    runs = over_seeds(cfgs, results, seeds)
+    top = None
+    base = cfgs.get(baseline)
+    if ceiling and base is not None:
+        n = dataset_info(base.dataset).train_size
+        full = over_seeds({"c": dataclasses.replace(base, labels=n)}, None, seeds).get("c")
+        if full:
+            top = f"fully supervised ({n} labels)"
+            runs[top] = full
+    if not runs:
+        return "No finished run to table yet."
+    counts = sorted({len(r) for r in runs.values()})
+    if counts == [1]:  # one run each: the single-run format, best with its step
+        runs = {name: r[0] for name, r in runs.items()}
+    table = results_table(runs, baseline=baseline, ceiling=top)
+    if counts == [1]:
+        note = ("One seed only (seed " + str(next(iter(runs.values()))["seed"]) + "): no "
+                "spread is known, so a difference between rows may be noise.")
+    else:
+        note = (f"Mean ± standard deviation over the seeds listed; a method's run and the "
+                f"{baseline} run of one seed share their labeled split, so each gain is paired "
+                f"seed by seed.")
+    return table + "\n\n" + note
+
 # Config fields that describe a chapter's runs, in the order the setup paragraph names them;
 # a field that differs between the runs is listed per run instead.
 _SETUP_FIELDS = ("arch", "encoder_weights", "steps", "batch_l", "batch_u", "crop_size",
                  "augment_scale_min", "augment_scale_max", "augment_pad", "optimizer", "lr",
                  "lr_schedule", "weight_decay", "ema_decay", "bn_momentum", "eval_every")
+
+
+def _setup_value(field: str, cfg: Any) -> str:
+    """A config value as the setup paragraph says it: an ``ema_decay`` of 0 is no EMA of the
+    weights kept by the engine (a teacher method keeps its own, with the decay it names), and
+    the ``mean_teacher`` learning-rate schedule is named for what it does."""
+    value = getattr(cfg, field)
+    if field == "lr_schedule" and value == "mean_teacher":
+        return "Mean Teacher's sigmoid ramp-up and ramp-down"
+    if field == "ema_decay" and not value:
+        own = cfg.hparams.get("ema_after")
+        return "none" + (f", its teacher's own decay {own:g}" if own else "")
+    return str(value)
 
 
 def setup_markdown(cfgs: dict[str, Any]) -> str:
@@ -155,7 +296,7 @@ def setup_markdown(cfgs: dict[str, Any]) -> str:
     differ = [f for f in _SETUP_FIELDS if f not in same]
     if differ:
         text += " They differ in " + "; ".join(
-            f"`{f}`: " + ", ".join(f"{m} {getattr(x, f)}" for m, x in cfgs.items())
+            f"`{f}`: " + ", ".join(f"{_setup_value(f, x)} ({m})" for m, x in cfgs.items())
             for f in differ) + "."
     if c.profile == "smoke":
         text += (" In the `smoke` profile each run trains here for a few steps, to exercise the "

@@ -331,19 +331,19 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
 
 def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """Facts from one run's history (and its supervised baseline's) that bear on why a method
-    did not beat supervised: whether the metric was still rising over the last fifth of
-    training, and how right the tracked pseudo labels were at the end."""
+    did not beat supervised: the shape of each test curve (still rising at the end, peaked
+    earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
+    pseudo labels were at the end."""
+    from .report import describe_shape
+
     key = res["metric"]
     out = []
-    for name, r in (("its", res), ("supervised's", base)):
+    for name, r in (("the method", res), ("supervised-only training", base)):
         ev = [h for h in r.get("history", []) if h["kind"] == "eval"]
-        late = [h for h in ev if h["step"] >= 0.8 * ev[-1]["step"]] if ev else []
         if len(ev) >= 2:
-            ref = late[0] if len(late) > 1 else ev[-2]
-            rise = 100 * (ev[-1][key] - ref[key])
-            out.append(f"{name} {'accuracy' if key == 'acc' else 'mIoU'} moved by {rise:+.2f} "
-                       f"points from step {ref['step']} to {ev[-1]['step']}"
-                       + (" (still rising when the run stopped)" if rise > 0.5 else ""))
+            shape = describe_shape([h["step"] for h in ev], [h[key] for h in ev],
+                                   "accuracy" if key == "acc" else "mIoU")
+            out.append(f"for {name}, {shape}")
     last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
     if last:
         pair, a = next(iter(last["agreement"].items()))
@@ -377,7 +377,7 @@ def timing(got: dict[str, Any], part: str = "all") -> dict[str, Any]:
 
 def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
                     max_run_min: float = 15.0) -> str:
-    """The budget of the full profile checked against the results files: per table and in all,
+    """The full profile's time limits checked against the results files: per table and in all,
     the sum of the runs' elapsed times, that sum halved (two runs at a time), and the longest
     run, against ``budget_h`` hours in all and ``max_run_min`` minutes a run."""
     lines = ["| table | finished runs | sum of elapsed times | two at a time | longest run |",
@@ -404,13 +404,13 @@ def timing_markdown(tables: dict[str, dict[str, Any]], budget_h: float = 5.0,
     what = "the whole benchmark" if done == planned else f"the {done} finished runs"
     grown = (f" Chapter 7's methods came later and add their own time to that limit: "
              f"{added_s / 7200:.2f} h two at a time, so {core_h:.2f} h of the first methods' "
-             f"runs ({'within' if ok_total else 'OVER'} {budget_h:g} h) plus theirs."
+             f"runs ({'within' if ok_total else 'above'} {budget_h:g} h) plus theirs."
              if added_s else "")
-    lines += ["", f"Budget: at most {budget_h:g} hours with two runs at a time, no run over "
+    lines += ["", f"Time limits: at most {budget_h:g} hours with two runs at a time, no run over "
               f"{max_run_min:g} minutes. For {what}: "
               f"{total / 7200:.2f} h in all, longest run {longest / 60:.1f} min "
-              f"({'within' if ok_max else 'OVER'} the limit)."
-              + (grown or f" The hours are {'within' if ok_total else 'OVER'} the budget.")
+              f"({'within' if ok_max else 'above'} the limit)."
+              + (grown or f" The hours are {'within' if ok_total else 'above'} the limit.")
               + seed_spread(tables)]
     return "\n".join(lines)
 

@@ -49,9 +49,18 @@ def guess_accuracy(probs: torch.Tensor, hidden: torch.Tensor | None) -> torch.Te
     return (probs.argmax(1) == hidden).float().mean()
 
 
-def agreement_curves(history: list[dict], pair: str) -> dict[str, list[float]]:
-    """Steps and shares of one tracked pair from a run's evaluation history."""
+def agreement_curves(history: list[dict], pair: str,
+                     background: int | None = None) -> dict[str, list[float]]:
+    """Steps and shares of one tracked pair from a run's evaluation history; with
+    ``background`` (segmentation) on the item pixels alone, from the per-class records."""
     rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]
+    if background is not None:
+        fg = [(r["step"], foreground_shares(r["agreement"][pair], background)) for r in rows]
+        fg = [(s, v) for s, v in fg if v]
+        return {"step": [s for s, _ in fg], "agree": [v["agree"] for _, v in fg],
+                "agree_correct": [v["agree_correct"] for _, v in fg],
+                "agree_wrong": [v["agree"] - v["agree_correct"] for _, v in fg],
+                "disagree": [1 - v["agree"] for _, v in fg]}
     out: dict[str, list[float]] = {"step": [r["step"] for r in rows]}
     for key in ("agree", "agree_correct", "agree_wrong", "disagree"):
         out[key] = [r["agreement"][pair][key] for r in rows]
@@ -86,7 +95,22 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
     pct = lambda v: f"{100 * v:.1f}%"
     first, last = a[0], a[-1]
     prec = last["agree_correct"] / last["agree"] if last["agree"] else 0.0
-    text = (f"{pair}: at the first evaluation (step {steps[0]}) {verb} "
+    items = ""
+    if background is not None:
+        fg = [foreground_shares(v, background) for v in a]
+        if fg[0] and fg[-1]:
+            hi = max(range(len(fg)), key=lambda i: fg[i]["agree"])
+            lo = min(range(len(fg)), key=lambda i: fg[i]["agree"])
+            fprec = fg[-1]["agree_correct"] / fg[-1]["agree"] if fg[-1]["agree"] else 0.0
+            items = (f"{pair}, item pixels ({pct(fg[-1]['n'] / last['n'])} of the tracked "
+                     f"pixels; background left out): {verb} {pct(fg[0]['agree'])} at the first "
+                     f"evaluation (step {steps[0]}) and {pct(fg[-1]['agree'])} at the last "
+                     f"(step {steps[-1]}), right on {pct(fg[-1]['agree_correct'])}, so "
+                     f"{pct(fprec)} of {noun} on items is right; its lowest "
+                     f"{pct(fg[lo]['agree'])} (step {steps[lo]}), its highest "
+                     f"{pct(fg[hi]['agree'])} (step {steps[hi]}).\n\nAll pixels, background "
+                     f"included: ")
+    text = items + (f"{'' if items else pair + ': '}at the first evaluation (step {steps[0]}) {verb} "
             f"{pct(first['agree'])} of the tracked unlabeled {'pixels' if background is not None else 'images'}, "
             f"right on {pct(first['agree_correct'])} of them; at the last (step {steps[-1]}) "
             f"on {pct(last['agree'])}, right on {pct(last['agree_correct'])}, so {pct(prec)} "
@@ -113,13 +137,6 @@ def describe_agreement(history: list[dict], pair: str, background: int | None = 
     else:
         text += (f"Over the last third of training {noun} moved by {100 * change:+.1f} points "
                  f"and its correct part by {100 * gain:+.1f}. ")
-    if background is not None:
-        fg0, fg1 = (foreground_shares(r, background) for r in (first, last))
-        if fg0 and fg1:
-            text += (f"On the item pixels alone (background left out, {pct(fg1['n'] / last['n'])} "
-                     f"of the pixels) {verb} {pct(fg0['agree'])} at first and "
-                     f"{pct(fg1['agree'])} at the end, right on {pct(fg1['agree_correct'])} "
-                     f"of them.")
     return text.strip()
 
 
@@ -189,3 +206,82 @@ def describe_collapse(history: list[dict], pair: str, classes, model: str = "the
         f"and on {f['last']:.0%} at step {f['last_step']}, while the two models' agreement on "
         f"them went from {f['agree_at_peak']:.0%} to {f['agree_last']:.0%} (confirmation bias)."
         for f in found)
+
+
+def describe_series(history: list[dict], key: str, name: str | None = None,
+                    reference: tuple[str, float] | None = None) -> str:
+    """A sentence, computed from a run's history, on one logged training quantity ``key``:
+    its mean over the first and the last tenth of the logged windows, its lowest and highest
+    window, and, with ``reference`` (a name and a value, e.g. ("chance", ln 2)), where the
+    last tenth sits against it."""
+    rows = [(r["step"], r[key]) for r in history if r.get("kind") == "train" and key in r]
+    if len(rows) < 2:
+        return f"This run logged no {key}."
+    k = max(1, len(rows) // 10)
+    first = sum(v for _, v in rows[:k]) / k
+    last = sum(v for _, v in rows[-k:]) / k
+    lo = min(rows, key=lambda p: p[1])
+    hi = max(rows, key=lambda p: p[1])
+    text = (f"{name or key}: {first:.3f} over the first {rows[k - 1][0]} steps, {last:.3f} over "
+            f"the last {rows[-1][0] - rows[-k - 1][0] if len(rows) > k else rows[-1][0]} "
+            f"(lowest window {lo[1]:.3f} at step {lo[0]}, highest {hi[1]:.3f} at step {hi[0]})")
+    if reference:
+        ref_name, ref = reference
+        rel = "below" if last < ref else "above"
+        text += f"; at the end {abs(last - ref):.3f} {rel} {ref_name} ({ref:.3f})"
+    return text + "."
+
+
+def coupling_curve(history: list[dict], pairs, background: int | None = 0) -> dict[str, list]:
+    """How far a method's teachers stay from its student over training: at each evaluation,
+    the share of tracked pixels (with ``background``, item pixels alone) on which teacher and
+    student predict different classes, averaged over ``pairs`` (e.g. both of Dual Teacher's
+    teacher-vs-student pairs). 0 means the teacher is a copy of its student."""
+    curves = [agreement_curves(history, p, background) for p in pairs]
+    steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
+    at = [dict(zip(c["step"], c["disagree"])) for c in curves]
+    return {"step": steps, "disagree": [sum(a[s] for a in at) / len(at) for s in steps]}
+
+
+def describe_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
+                      background: int | None = 0) -> str:
+    """A paragraph, computed from the runs' histories, comparing teacher-student coupling:
+    ``groups`` maps a name to (runs over seeds, the teacher-vs-student pairs to average). For
+    each, the disagreement over the last third of training (mean over its evaluations and
+    seeds, with the spread over seeds), and which method keeps its teachers further from the
+    student."""
+    import statistics
+
+    late = {}
+    for name, (runs, pairs) in groups.items():
+        per_seed = []
+        for r in runs:
+            c = coupling_curve(r["history"], pairs, background)
+            if c["step"]:
+                tail = [d for s, d in zip(c["step"], c["disagree"]) if s >= c["step"][-1] * 2 / 3]
+                per_seed.append(sum(tail) / len(tail))
+        if per_seed:
+            late[name] = per_seed
+    if len(late) < 2:
+        return "Too few runs with agreement records to compare the coupling."
+    where = "item pixels" if background is not None else "tracked pixels"
+    parts = []
+    for name, vals in late.items():
+        sd = f" ± {100 * statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
+        parts.append(f"{name} {100 * statistics.fmean(vals):.1f}{sd}% "
+                     f"({len(vals)} seed{'s' if len(vals) > 1 else ''})")
+    ranked = sorted(late, key=lambda k: statistics.fmean(late[k]), reverse=True)
+    a, b = ranked[0], ranked[-1]
+    diff = 100 * (statistics.fmean(late[a]) - statistics.fmean(late[b]))
+    text = (f"Over the last third of training, teacher and student predicted different classes "
+            f"on this share of the {where} (mean over the evaluations and seeds ± standard "
+            f"deviation over seeds): " + "; ".join(parts) + ". ")
+    spread = max((statistics.stdev(v) for v in late.values() if len(v) > 1), default=0.0)
+    if diff <= 2 * 100 * spread:
+        text += (f"The difference, {diff:.1f} points, is within two standard deviations of the "
+                 f"seeds (the larger spread, {100 * spread:.1f} points), so these runs do not show "
+                 f"one method's teachers staying further from their student than the other's.")
+    else:
+        text += (f"{a}'s teachers stay further from their student than {b}'s, by {diff:.1f} "
+                 f"points: the less coupled pair.")
+    return text

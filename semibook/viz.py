@@ -10,19 +10,43 @@ def set_style() -> None:
                          "font.size": 10})
 
 
-def plot_accuracy(results: dict[str, dict], ax=None, key: str = "acc"):
-    """A test metric over training for several runs: ``{label: results}``; ``key`` is
-    ``acc`` (classification), ``miou`` (segmentation) or one of their ``_<model>`` variants."""
+def plot_accuracy(results: dict, ax=None, key: str = "acc"):
+    """A test metric over training for several runs: ``{label: results}`` or ``{label:
+    [results over seeds]}`` (then the mean over the seeds, with a band of ± one standard
+    deviation); ``key`` is ``acc`` (classification), ``miou`` (segmentation) or one of their
+    ``_<model>`` variants. The legend sits under the axes, off the lines."""
     import matplotlib.pyplot as plt
+    import numpy as np
     ax = ax or plt.subplots()[1]
+    counts = {1 if isinstance(r, dict) else len(r) for r in results.values()}
+    same = len(counts) == 1 and counts != {1}  # every entry over the same number of seeds
     for label, res in results.items():
-        ev = [r for r in res["history"] if r["kind"] == "eval"]
-        ax.plot([r["step"] for r in ev], [100 * r[key] for r in ev], marker="o", ms=3,
-                label=label)
+        runs = [res] if isinstance(res, dict) else list(res)
+        curves = [{r["step"]: 100 * r[key] for r in run["history"]
+                   if r["kind"] == "eval" and key in r} for run in runs]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        vals = np.array([[c[s] for s in steps] for c in curves])
+        name = label if len(runs) == 1 or same else f"{label} (mean of {len(runs)} seeds)"
+        line, = ax.plot(steps, vals.mean(0), marker="o", ms=3, label=name)
+        if len(runs) > 1:
+            sd = vals.std(0, ddof=1)
+            ax.fill_between(steps, vals.mean(0) - sd, vals.mean(0) + sd, alpha=0.15,
+                            color=line.get_color(), lw=0)
     ax.set_xlabel("training step")
     ax.set_ylabel("test mIoU (%)" if key.startswith("miou") else "test accuracy (%)")
-    ax.legend()
+    n = next(iter(counts))
+    outside_legend(ax, title=f"mean of {n} seeds, band ± 1 standard deviation" if same else None)
     return ax
+
+
+def outside_legend(ax, ncol: int | None = None, title: str | None = None):
+    """The axes' legend under the plot, in columns, where it covers no line."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    ncol = ncol or min(3 if max(len(t) for t in labels) < 28 else 2, len(labels))
+    return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                     ncol=ncol, fontsize=8, frameon=False, title=title, title_fontsize=8)
 
 
 # background dark grey, then ten distinct colours for the Fashion-MNIST classes
@@ -45,7 +69,8 @@ def show_segmentation(columns: dict[str, list], n: int, class_names=None, title:
     tensors in [0, 255] or [0, 1], label maps as (H, W))."""
     import matplotlib.pyplot as plt
     import numpy as np
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.8 * len(columns), 1.8 * n),
+    side = min(1.8, 7.2 / len(columns))  # the whole grid within the book's column
+    fig, axes = plt.subplots(n, len(columns), figsize=(side * len(columns), side * n),
                              squeeze=False)
     for c, (name, items) in enumerate(columns.items()):
         for r in range(n):
@@ -70,24 +95,48 @@ def show_segmentation(columns: dict[str, list], n: int, class_names=None, title:
 
 
 def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = None,
-                   labels=("agree, correct", "agree, wrong", "disagree")):
+                   labels=("agree, correct", "agree, wrong", "disagree"),
+                   background: int | None = None):
     """Stacked shares over training: agree & correct, agree & wrong, disagree (for a confident
-    mask: kept & correct, kept & wrong, dropped)."""
+    mask: kept & correct, kept & wrong, dropped); with ``background`` on the item pixels
+    alone. The legend sits under the axes."""
     import matplotlib.pyplot as plt
 
     from .tracking import agreement_curves
-    c = agreement_curves(history, pair)
+    c = agreement_curves(history, pair, background)
     ax = ax or plt.subplots()[1]
     ax.stackplot(c["step"], [100 * v for v in c["agree_correct"]],
                  [100 * v for v in c["agree_wrong"]], [100 * v for v in c["disagree"]],
                  labels=list(labels),
                  colors=["#4c9f70", "#d9a441", "#c8553d"], alpha=0.85)
     ax.set_xlabel("training step")
-    ax.set_ylabel("share of unlabeled images or pixels (%)")
+    what = "images or pixels" if background is None else "item pixels"
+    ax.set_ylabel(f"share of unlabeled {what} (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title or pair)
-    ax.legend(loc="lower right")
+    ax.set_title(title or pair, fontsize=9)
+    outside_legend(ax)
     return ax
+
+
+def plot_agreement_split(history: list[dict], pair: str, title: str | None = None,
+                         labels=("agree, correct", "agree, wrong", "disagree"),
+                         background: int = 0):
+    """Two panels of :func:`plot_agreement` for a segmentation run: the item pixels first,
+    then all pixels (background included, which dominates their count)."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2), sharey=True)
+    plot_agreement(history, pair, axes[0], "item pixels", labels, background)
+    plot_agreement(history, pair, axes[1], "all pixels (background included)", labels)
+    axes[0].set_ylabel("share of tracked unlabeled pixels (%)")
+    axes[1].set_ylabel("")
+    axes[0].get_legend().remove()
+    axes[1].get_legend().remove()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8,
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
 
 
 def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = None):
@@ -108,7 +157,7 @@ def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = N
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Guessed labels against the hidden labels")
-    ax.legend(loc="lower right")
+    outside_legend(ax, ncol=1)
     return ax
 
 
@@ -124,3 +173,177 @@ def show_predictions(results: dict[str, dict], data, n: int = 4, class_names=Non
             raise ValueError(f"{name} stored other validation scenes than the first run")
         cols[name] = list(decode(r["samples"]["test_pred"])[:n])
     return show_segmentation(cols, n, class_names=class_names)
+
+
+def diagram_svg(name: str) -> str:
+    """The training-step diagram ``book/diagrams/<name>.dot`` drawn by graphviz's ``dot`` as
+    SVG text (raises when ``dot`` is not installed: Debian's ``graphviz``)."""
+    import shutil
+    import subprocess
+
+    from .paths import ROOT
+    src = ROOT / "book" / "diagrams" / f"{name}.dot"
+    exe = shutil.which("dot")
+    if exe is None:
+        raise FileNotFoundError("graphviz's `dot` is not installed (apt-get install graphviz)")
+    out = subprocess.run([exe, "-Tsvg", str(src)], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def show_diagram(name: str):
+    """Display the diagram ``book/diagrams/<name>.dot`` as an SVG output, so that the notebook
+    itself (Jupyter, nbviewer) and the book show the same picture drawn from the same source;
+    without ``dot`` the source is shown instead, with a note."""
+    from IPython.display import SVG, Markdown, display
+    try:
+        display(SVG(diagram_svg(name)))
+    except FileNotFoundError as e:
+        from .paths import ROOT
+        src = (ROOT / "book" / "diagrams" / f"{name}.dot").read_text()
+        display(Markdown(f"({e}; the diagram's source:)\n\n```dot\n{src}```"))
+
+
+# the stacked shares' names for a tracked pair whose "agreement" is a confident mask (the
+# adversarial method's: kept pseudo labels against all of them)
+PAIR_LABELS = {"confident-mask": ("kept, correct", "kept, wrong", "dropped")}
+AGREE_LABELS = ("agree, correct", "agree, wrong", "disagree")
+
+
+def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None = None,
+                   title: str | None = None):
+    """One small :func:`plot_agreement` panel per run (``{name: results}``, each run's first
+    tracked pair; with ``background``, on the item pixels), in a grid of ``ncols`` columns
+    that fits the book's column. One legend for the panels that show agreement; a panel of a
+    confident mask (kept / dropped) carries its own."""
+    import math
+
+    import matplotlib.pyplot as plt
+    rows = math.ceil(len(runs) / ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.4 * ncols, 2.3 * rows + 0.3),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax, (name, res) in zip(axes.flat, runs.items()):
+        pair = next(iter(next(r for r in res["history"] if "agreement" in r)["agreement"]))
+        labels = PAIR_LABELS.get(pair, AGREE_LABELS)
+        plot_agreement(res["history"], pair, ax=ax, title=f"{name}\n{pair}", labels=labels,
+                       background=background)
+        ax.get_legend().remove()
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.title.set_fontsize(8)
+        ax.tick_params(labelsize=7)
+        if labels != AGREE_LABELS:
+            ax.legend(fontsize=6, loc="lower left", framealpha=0.8)
+    from matplotlib.patches import Patch
+    handles = [Patch(color=c, alpha=0.85) for c in ("#4c9f70", "#d9a441", "#c8553d")]
+    spare = list(axes.flat)[len(runs):]
+    for ax in spare:
+        ax.set_visible(False)
+        axes.flat[list(axes.flat).index(ax) - ncols].xaxis.set_tick_params(labelbottom=True)
+    fig.supylabel("share of tracked " + ("item pixels" if background is not None else "samples")
+                  + " (%)", fontsize=8)
+    if spare:  # the legend in the grid's first empty cell
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        box = spare[0].get_position()
+        fig.legend(handles, AGREE_LABELS, loc="center", fontsize=8, frameon=False, title=
+                   "x: training step", title_fontsize=8,
+                   bbox_to_anchor=(box.x0 + box.width / 2, box.y0 + box.height / 2))
+    else:
+        fig.supxlabel("training step", fontsize=8)
+        fig.legend(handles, AGREE_LABELS, loc="upper center", ncol=3, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+    return fig
+
+
+def show_confidence_maps(results: dict, data, key: str = "track_dconf", n: int = 4,
+                         tau: float | None = None, title: str = "confidence"):
+    """The tracked unlabeled scenes of a finished segmentation run, read from its results
+    file: the scene, its hidden true map, the run's pseudo labels and a stored confidence map
+    (``key``, e.g. the discriminator's ``track_dconf``) in grey from 0 (black) to 1 (white),
+    with the pixels under ``tau`` outlined in the last column. Raises where the file holds no
+    such map."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .engine.evaluate import decode
+    s = results.get("samples") or {}
+    if key not in s:
+        raise ValueError(f"the results file holds no {key!r} map")
+    idx = s["track_index"][:n]
+    conf = decode(s[key]).float().numpy()[:n] / 255
+    pseudo = decode(s["track_pseudo"]).numpy()[:n]
+    cols = ["scene", "truth (hidden)", "pseudo label", title]
+    fig, axes = plt.subplots(len(idx), 4, figsize=(6.4, 1.7 * len(idx)), squeeze=False)
+    for r, i in enumerate(idx):
+        img = np.asarray(data.x_train[i]).transpose(1, 2, 0)
+        panels = [img / 255 if img.max() > 1 else img, label_to_rgb(data.y_train[i]),
+                  label_to_rgb(pseudo[r])]
+        for c, a in enumerate(panels):
+            axes[r, c].imshow(a, interpolation="nearest")
+        im = axes[r, 3].imshow(conf[r], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if tau is not None:
+            axes[r, 3].contour(conf[r] >= tau, levels=[0.5], colors="#e6194b", linewidths=0.8)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+    for c, name in enumerate(cols):
+        axes[0, c].set_title(name + (f"\n(red: edge of >= {tau:g})" if c == 3 and tau is not None
+                                     else ""), fontsize=8)
+    fig.subplots_adjust(right=0.9)  # the colour bar beside the grid, not inside its column
+    fig.colorbar(im, cax=fig.add_axes((0.92, 0.3, 0.015, 0.4)))
+    return fig
+
+
+def plot_losses(history: list[dict], keys, ax=None, title: str | None = None,
+                reference: dict[str, float] | None = None):
+    """Training losses logged in a run's history (``kind == "train"`` rows), one line per key;
+    ``reference`` draws labelled horizontal lines (e.g. ln 2, a discriminator at chance)."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots()[1]
+    rows = [r for r in history if r.get("kind") == "train"]
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2, label=k)
+    for name, y in (reference or {}).items():
+        ax.axhline(y, color="0.5", ls=":", lw=1)
+        ax.annotate(name, (ax.get_xlim()[1], y), xytext=(-4, 3), textcoords="offset points",
+                    ha="right", fontsize=7, color="0.35")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (mean over a logging window)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    outside_legend(ax)
+    return ax
+
+
+def plot_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
+                  background: int | None = 0, ax=None):
+    """Teacher-student disagreement over training (:func:`semibook.tracking.coupling_curve`),
+    one line per ``{name: (runs over seeds, pairs)}``: the mean over the seeds, with a band of
+    ± one standard deviation."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .tracking import coupling_curve
+    ax = ax or plt.subplots()[1]
+    for name, (runs, pairs) in groups.items():
+        curves = [coupling_curve(r["history"], pairs, background) for r in runs]
+        steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
+        vals = np.array([[dict(zip(c["step"], c["disagree"]))[s] * 100 for s in steps]
+                         for c in curves])
+        line, = ax.plot(steps, vals.mean(0), marker="o", ms=3,
+                        label=f"{name} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        if len(runs) > 1:
+            sd = vals.std(0, ddof=1)
+            ax.fill_between(steps, vals.mean(0) - sd, vals.mean(0) + sd, alpha=0.15,
+                            color=line.get_color(), lw=0)
+    ax.set_xlabel("training step")
+    what = "item pixels" if background is not None else "tracked pixels"
+    ax.set_ylabel(f"teacher ≠ student\n(% of {what})")
+    ax.set_ylim(bottom=0)
+    outside_legend(ax)
+    return ax

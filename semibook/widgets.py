@@ -48,7 +48,7 @@ def _ratio(num: float, den: float) -> float:
 
 
 def threshold_stats(conf, pred, target, taus, num_classes: int,
-                    ignore_index: int = IGNORE_INDEX) -> dict:
+                    ignore_index: int = IGNORE_INDEX, background: int | None = 0) -> dict:
     """What each confidence threshold keeps, and how right the kept pseudo labels are.
 
     ``conf`` (N, H, W) holds confidences in [0, 1], ``pred`` the pseudo labels and ``target``
@@ -73,6 +73,11 @@ def threshold_stats(conf, pred, target, taus, num_classes: int,
         per ``tau`` a list over the *pseudo-label* classes: share of the kept pixels labelled
         ``c`` that really are ``c`` (``NaN`` when none is kept).
 
+    ``kept_items``, ``accuracy_items``, ``kept_background``, ``accuracy_background``
+        the same two shares on the item pixels alone (true class not ``background``) and on the
+        background pixels alone; background usually dominates the pixel count, so the overall
+        shares mostly say how the background fares. Absent with ``background=None``.
+
     plus ``num_classes``, ``num_pixels`` (scored pixels) and ``class_pixels`` (scored pixels of
     each true class).
     """
@@ -94,7 +99,8 @@ def threshold_stats(conf, pred, target, taus, num_classes: int,
 
     out = {"tau": [], "kept": [], "accuracy": [], "class_coverage": [], "class_accuracy": [],
            "class_precision": [], "num_classes": int(num_classes),
-           "num_pixels": int(target.numel()), "class_pixels": class_pixels.tolist()}
+           "num_pixels": int(target.numel()), "class_pixels": class_pixels.tolist(),
+           "background": background}
     n = target.numel()
     for tau in taus:
         keep = conf >= float(tau)
@@ -106,6 +112,12 @@ def threshold_stats(conf, pred, target, taus, num_classes: int,
         out["tau"].append(float(tau))
         out["kept"].append(_ratio(n_keep, n))
         out["accuracy"].append(_ratio(n_right, n_keep))
+        if background is not None:
+            for part, sel in (("items", target != background), ("background", target == background)):
+                k_part = int((keep & sel).sum())
+                out.setdefault(f"kept_{part}", []).append(_ratio(k_part, int(sel.sum())))
+                out.setdefault(f"accuracy_{part}", []).append(
+                    _ratio(int((keep & sel & correct).sum()), k_part))
         out["class_coverage"].append([_ratio(k, t) for k, t in
                                       zip(kept_by_true.tolist(), class_pixels.tolist())])
         out["class_accuracy"].append([_ratio(r, k) for r, k in
@@ -181,22 +193,27 @@ def overlay(image, conf, pred, tau: float, ax=None, num_classes: int = 11,
 
 
 def plot_threshold_curves(stats: dict, ax=None, mark: float | None = None):
-    """Kept share and pseudo-label accuracy (in %) against ``tau``; ``mark`` draws a vertical
-    line at one threshold. Returns the axes."""
+    """Kept share and pseudo-label accuracy (in %) against ``tau``, on the item pixels (solid)
+    and on all pixels (dashed) where ``stats`` splits them; ``mark`` draws a vertical line at
+    one threshold. Returns the axes."""
     import matplotlib.pyplot as plt
 
+    from .viz import outside_legend
     ax = ax or plt.subplots()[1]
     taus = stats["tau"]
-    ax.plot(taus, [100 * v for v in stats["kept"]], marker="o", ms=3, color="#3b6ea5",
-            label="pixels kept")
-    ax.plot(taus, [100 * v for v in stats["accuracy"]], marker="o", ms=3, color="#4c9f70",
-            label="accuracy of kept pseudo labels")
+    parts = [("_items", "item pixels", "-"), ("", "all pixels", "--")] \
+        if "kept_items" in stats else [("", "pixels", "-")]
+    for suffix, what, ls in parts:
+        ax.plot(taus, [100 * v for v in stats["kept" + suffix]], marker="o", ms=3, ls=ls,
+                color="#3b6ea5", label=f"{what}: kept")
+        ax.plot(taus, [100 * v for v in stats["accuracy" + suffix]], marker="o", ms=3, ls=ls,
+                color="#4c9f70", label=f"{what}: accuracy of the kept pseudo labels")
     if mark is not None:
-        ax.axvline(mark, color="0.4", ls="--", lw=1)
+        ax.axvline(mark, color="0.4", ls=":", lw=1)
     ax.set_xlabel("confidence threshold tau")
     ax.set_ylabel("%")
     ax.set_ylim(0, 102)
-    ax.legend(loc="lower left")
+    outside_legend(ax, ncol=2)
     return ax
 
 
@@ -246,10 +263,24 @@ def in_kernel() -> bool:
 
 
 def _summary(stats: dict, i: int) -> str:
-    kept, acc = stats["kept"][i], stats["accuracy"][i]
-    acc_txt = "no pixel kept" if math.isnan(acc) else f"{100 * acc:.1f}% of them right"
-    return (f"tau = {stats['tau'][i]:g}: keeps {100 * kept:.1f}% of "
-            f"{stats['num_pixels']} pixels, {acc_txt}")
+    """One line per ``tau``: the item pixels first (where the method's pseudo labels matter
+    and are hardest), then the background, then all pixels together."""
+    def part(kept, acc, what):
+        acc_txt = "none kept" if math.isnan(acc) else f"{100 * acc:.1f}% of the kept ones right"
+        return f"{what}: keeps {100 * kept:.1f}%, {acc_txt}"
+
+    head = f"tau = {stats['tau'][i]:g}: "
+    overall = part(stats["kept"][i], stats["accuracy"][i],
+                   f"all {stats['num_pixels']} pixels")
+    if stats.get("background") is None:
+        return head + overall
+    bg = stats["class_pixels"][stats["background"]]
+    share = _ratio(stats["num_pixels"] - bg, stats["num_pixels"])
+    return head + "; ".join([
+        part(stats["kept_items"][i], stats["accuracy_items"][i],
+             f"item pixels ({100 * share:.0f}% of the pixels)"),
+        part(stats["kept_background"][i], stats["accuracy_background"][i], "background"),
+        overall])
 
 
 def _panel_figure(stats, i, images, conf, pred, class_names, n_show):
@@ -349,19 +380,25 @@ def threshold_explorer(images, conf, pred, target, taus=None, num_classes: int =
     return box
 
 
-def explorer_from_results(results: dict, data, **kw):
+def explorer_from_results(results: dict, data, conf: str = "track_conf", **kw):
     """The threshold explorer for a finished segmentation run, without its weights: the
     tracked model's confidences and pseudo labels on the first tracked unlabeled scenes are
     stored in the results file (``results["samples"]``); ``data`` (the run's dataset, e.g.
-    ``load_dataset("fashion-scenes")``) supplies those scenes and their hidden labels."""
+    ``load_dataset("fashion-scenes")``) supplies those scenes and their hidden labels.
+    ``conf`` names the stored confidence map: ``track_conf`` (the tracked model's top softmax
+    probability) or a method's own, e.g. the adversarial method's ``track_dconf`` (its
+    discriminator's output)."""
     from .engine.evaluate import decode
 
     s = results.get("samples") or {}
     if "track_index" not in s:
         raise ValueError(f"results of {results.get('method')!r} carry no tracked samples "
                          "(written before they were stored, or not a segmentation run)")
+    if conf not in s:
+        raise ValueError(f"results of {results.get('method')!r} carry no {conf!r} map (written "
+                         f"before it was stored, or another method)")
     idx = torch.as_tensor(s["track_index"], dtype=torch.long)
-    conf = decode(s["track_conf"]).float() / 255
+    conf = decode(s[conf]).float() / 255
     pred = decode(s["track_pseudo"]).long()
     kw.setdefault("num_classes", data.info.num_classes)
     kw.setdefault("ignore_index", data.info.ignore_index)

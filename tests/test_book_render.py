@@ -77,8 +77,31 @@ window.addEventListener('load', function () {
                 scrolls: !!scroller, head: (t.innerText || '').slice(0, 60)});
     }
   });
+  // figures: an image drawn wider than the article's content box would be shrunk to fit
+  var inner = article.clientWidth, wide = [];
+  document.querySelectorAll('article img').forEach(function (im, i) {
+    if (im.naturalWidth > inner + 1) {
+      wide.push({figure: i, width: im.naturalWidth, column: inner,
+                 src: (im.getAttribute('src') || '').slice(0, 60)});
+    }
+  });
   document.body.setAttribute('data-tables', JSON.stringify(
-    {count: document.querySelectorAll('article table').length, bad: bad}));
+    {count: document.querySelectorAll('article table').length, bad: bad,
+     wide_figures: wide}));
+  // display equations, once MathJax has typeset them: none runs past the column
+  var typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise) ||
+                Promise.resolve();
+  typeset.then(function () {
+    var math = [];
+    document.querySelectorAll('article mjx-container[display="true"]').forEach(function (m, i) {
+      var inner = (m.firstElementChild || m).getBoundingClientRect();
+      if (inner.right > right) {
+        math.push({equation: i, right: Math.round(inner.right), column: Math.round(right),
+                   text: (m.getAttribute('aria-label') || m.innerText || '').slice(0, 60)});
+      }
+    });
+    document.body.setAttribute('data-math', JSON.stringify(math));
+  });
 });
 </script>"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -138,7 +161,8 @@ def _expected(page: str) -> dict:
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
             want["tables"] += len(TABLE_RULE.findall(src))
-            want["diagrams"] += src.count("```{graphviz}")
+        if cell["cell_type"] == "code":
+            want["diagrams"] += src.count("show_diagram(")
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             want["figures"] += any(t in data for t in FIGURE_TYPES)
@@ -175,6 +199,8 @@ def _render(exe: str, html: Path, page: str, shots: Path, profile: Path) -> dict
     found = re.search(r'<body[^>]*\bdata-tables="([^"]*)"', t.stdout)
     out["tables"] = json.loads(html_lib.unescape(found.group(1))) if found else {
         "error": f"no result (rc {t.returncode}): {t.stderr[-500:]}"}
+    found = re.search(r'<body[^>]*\bdata-math="([^"]*)"', t.stdout)
+    out["math"] = json.loads(html_lib.unescape(found.group(1))) if found else None
     if _has_slider(_expected(page)["state"]):
         # the copy lives outside the book; <base> points its relative links back into it
         copy = profile / f"{name}-move.html"
@@ -248,12 +274,17 @@ def test_page_renders_with_its_figures_tables_and_widgets(rendered, page):
         assert target.exists(), f"{page}: image {src} has no file"
     assert len(imgs) >= want["figures"], (page, len(imgs), want["figures"])
 
-    # diagrams: every graphviz block of the notebook was drawn (an SVG file beside the page)
-    drawn = re.findall(r'<(?:object|img)\b[^>]*class="graphviz[^"]*"[^>]*>', dom)
+    # diagrams: every show_diagram cell's SVG output is on the page (checked above as a file)
+    drawn = [s for s in imgs if s.split("?")[0].endswith(".svg") or s.startswith("data:image/svg")]
     assert len(drawn) >= want["diagrams"], (page, len(drawn), want["diagrams"])
-    for tag in drawn:
-        src = re.search(r'(?:data|src)="([^"]+)"', tag).group(1)
-        assert (html / page).parent.joinpath(src).exists(), f"{page}: diagram {src} has no file"
+
+    # no display equation runs past the article's column (MathJax typesets on the page)
+    assert r["math"] is not None, f"{page}: the equations were not measured"
+    assert r["math"] == [], f"{page}: equations wider than the column: {r['math']}"
+
+    # no figure is wider than the article's column (it would be shrunk and unreadable)
+    assert r["tables"].get("wide_figures") == [], f"{page}: figures wider than the column: " \
+        f"{r['tables'].get('wide_figures')}"
 
     # tables: every Markdown table of the notebook (cells and outputs) became an HTML table
     assert dom.count("<table") >= want["tables"], (page, dom.count("<table"), want["tables"])

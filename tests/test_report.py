@@ -26,7 +26,7 @@ def test_setup_lists_what_differs_and_says_smoke_numbers_mean_nothing():
     text = setup_markdown(cfgs)
     assert text.startswith("Both runs share")
     assert "steps of" not in text  # not shared, so not claimed
-    assert "They differ in `steps`: supervised 24, mixmatch 30" in text
+    assert "They differ in `steps`: 24 (supervised), 30 (mixmatch)" in text
     assert "its numbers mean nothing" in text
 
 
@@ -46,3 +46,66 @@ def test_predicted_maps_come_from_the_results_and_refuse_other_scenes():
     other = {"samples": {"test_index": [0, 3, 4, 5], "test_pred": encode(pred)}}
     with pytest.raises(ValueError, match="other validation scenes"):
         show_predictions({"a": res, "b": other}, Data(), n=3)
+
+
+def test_setup_says_an_engine_ema_of_zero_is_the_teachers_own():
+    cfgs = {m: sb.make_config(m, "fashion-mnist", 250, 0, "full")
+            for m in ("supervised", "mean_teacher")}
+    text = setup_markdown(cfgs)
+    assert "mean_teacher 0.0" not in text and "0.0 (mean_teacher)" not in text
+    own = cfgs["mean_teacher"].hparams["ema_after"]
+    assert f"none, its teacher's own decay {own:g} (mean_teacher)" in text
+    assert "Mean Teacher's sigmoid ramp-up and ramp-down (mean_teacher)" in text
+
+
+def test_confidence_maps_come_from_the_results_and_say_when_missing():
+    from semibook.engine.evaluate import encode
+    from semibook.viz import show_confidence_maps
+
+    class Data:
+        x_train = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+        y_train = torch.randint(0, 3, (6, 8, 8))
+    dconf = torch.full((4, 8, 8), 51, dtype=torch.uint8)  # 0.2 everywhere
+    dconf[:, :4] = 255
+    res = {"samples": {"track_index": [5, 1, 2, 3], "track_pseudo": encode(dconf * 0),
+                       "track_dconf": encode(dconf)}}
+    fig = show_confidence_maps(res, Data(), n=2, tau=0.5)
+    maps = [ax for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "gray"]
+    assert len(maps) == 2 and maps[0].images[0].get_array()[0, 0] == 1.0
+    assert maps[0].images[0].get_array()[7, 0] == pytest.approx(0.2)
+    del res["samples"]["track_dconf"]
+    with pytest.raises(ValueError, match="track_dconf"):
+        show_confidence_maps(res, Data())
+
+
+def test_agreement_figures_put_item_pixels_first_and_fit_the_column():
+    from semibook.viz import PAIR_LABELS, agreement_grid, plot_agreement_split
+
+    def row(step, fg):
+        per = {"0": {"agree": 1.0, "agree_correct": 1.0, "n": 70},
+               "2": {"agree": fg, "agree_correct": fg / 2, "n": 30}}
+        return {"kind": "eval", "step": step, "agreement": {"confident-mask": {
+            "agree": 0.7 + 0.3 * fg, "agree_correct": 0.7 + 0.15 * fg,
+            "agree_wrong": 0.15 * fg, "disagree": 0.3 - 0.3 * fg, "n": 100, "per_class": per}}}
+    hist = [row(100, 0.2), row(200, 0.6)]
+    fig = plot_agreement_split(hist, "confident-mask", labels=PAIR_LABELS["confident-mask"])
+    items, every = fig.axes[:2]
+    assert items.get_title() == "item pixels" and every.get_title().startswith("all pixels")
+    # the item panel's top band (dropped) at step 200 is 1 - 0.6 of the item pixels
+    assert fig.get_size_inches()[0] * fig.dpi <= 750
+    grid = agreement_grid({f"m{i}": {"history": hist} for i in range(4)}, ncols=3, background=0)
+    assert grid.get_size_inches()[0] * 100 <= 750
+    assert sum(ax.get_visible() for ax in grid.axes) == 4
+    assert any(ax.get_legend() for ax in grid.axes)  # the kept/dropped panels carry their own
+
+
+def test_diagrams_are_drawn_from_their_dot_source():
+    import shutil
+    from semibook.paths import ROOT
+    from semibook.viz import diagram_svg
+    names = sorted(p.stem for p in (ROOT / "book" / "diagrams").glob("*.dot"))
+    assert {"mixmatch", "mean_teacher", "adversarial", "cps", "dual_teacher"} <= set(names)
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's dot is not installed")
+    svg = diagram_svg("mixmatch")
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "MixUp" in svg

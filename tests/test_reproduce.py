@@ -199,11 +199,13 @@ def test_collect_and_aggregate_match_a_hand_computation(small, trained, isolated
         assert agg["mean_teacher"]["gap_last"] is None
 
     table = results_table(res, baseline="supervised", ceiling="full").splitlines()
-    assert "seeds" in table[0] and "gap to full closed (last)" in table[0]
+    assert "seeds" in table[0] and "gap closed (last)" in table[0]
+    assert "Gain: over supervised, mean ± std of the per-seed differences (in points); gap " \
+        "closed: the share of the gap from supervised to full closed." in table
     mt = next(ln for ln in table if ln.startswith("| mean_teacher "))
     mean, std = hand["mean_teacher"]["last"]
     assert f"{100 * mean:.2f} ± {100 * std:.2f}%" in mt
-    assert f"{100 * (m - b):+.2f} pts" in mt
+    assert f"{100 * (m - b):+.2f} ± " in mt
 
 
 def test_aggregate_of_known_numbers():
@@ -222,11 +224,17 @@ def test_aggregate_of_known_numbers():
     assert agg["cps"]["gap_best"] == pytest.approx(0.15 / 0.35)
     assert agg["full"]["last_std"] is None and agg["full"]["gap_last"] is None
     table = results_table(runs, "supervised", "full")
-    assert "| cps | 0, 1 | 50.00 ± 0.00% | 40.00 ± 7.07% | +15.00 pts | 43% |" in table
+    # the gains: mean ± std of the per-seed differences (best: .2, .1; last: .25, .05)
+    assert agg["cps"]["gain_last_sd"] == pytest.approx(math.sqrt(0.02))
+    assert agg["cps"]["gain_best_sd"] == pytest.approx(math.sqrt(0.005))
+    assert agg["full"]["gain_last_sd"] is None  # the ceiling has its own split
+    assert ("| cps | 0, 1 | 50.00 ± 0.00% | 40.00 ± 7.07% | +15.00 ± 7.07 pts | "
+            "+15.00 ± 14.14 pts | 43% |") in table
     assert table.endswith("Every run: profile `full`, 10 steps, device cpu.")
     # one run per entry: the chapters' format, best with its step and no seeds column
     single = results_table({k: v[0] for k, v in runs.items()}, "supervised").splitlines()
-    assert single[0] == "| method | best mIoU (step) | last mIoU | gain over supervised (last) |"
+    assert single[0] == "| method | best mIoU (step) | last mIoU | gain (last) |"
+    assert "Gain: over supervised (in points)." in single
     assert single[4] == "| full | 70.00% (5) | 60.00% | +40.00 pts |"
     # a value the runs do not share keeps its column, and only the shared ones are said below
     runs["full"][0]["config"]["steps"] = 20
@@ -309,8 +317,9 @@ def test_a_verdict_not_met_gives_the_measured_facts():
         "ceiling": [res(0, [0.9] * 5)]}
     text = rp.verdict_markdown(got, 250, "mixmatch")
     assert "(NOT met)" in text and "Measured on seed 0, to explain it:" in text
-    assert "its accuracy moved by +6.00 points from step 400 to 500 (still rising" in text
-    assert "supervised's accuracy moved by +0.00 points" in text
+    assert "for the method, its accuracy was still rising at its last evaluation (step 500)" \
+        in text
+    assert "for supervised-only training, its accuracy was level over its last evaluations" in text
     assert ("agreed on 80.0% of the unlabeled images, and 75.0% of the labels it agreed on "
             "were right") in text
 
@@ -350,8 +359,8 @@ def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs()
     text = rp.timing_markdown({"seg": got}, budget_h=0.2, max_run_min=15)
     assert "| seg: chapter 7's methods | 2 of 2 | 0.43 h | 0.22 h | 16.0 min" in text
     # 0.25 h of the first methods' runs two at a time: over 0.2 h; 16 min: over 15
-    assert "0.25 h of the first methods' runs (OVER 0.2 h)" in text
-    assert "longest run 16.0 min (OVER the limit)" in text
+    assert "0.25 h of the first methods' runs (above 0.2 h)" in text
+    assert "longest run 16.0 min (above the limit)" in text
     assert "within" not in text
     assert "(within 0.3 h)" in rp.timing_markdown({"seg": got}, budget_h=0.3, max_run_min=15)
     # two seeds of soft_teacher, the same work: 600 s and 960 s
@@ -383,3 +392,22 @@ def test_contributions_compare_a_method_with_another_baseline_seed_by_seed(isola
             "a gain, shown.") in text
     assert "**the teacher** (dual_branch_teacher against dual_branch, 50 labels): no finished" \
         in text
+
+
+def test_curve_shape_reads_rising_peaked_and_flat_curves():
+    from semibook.report import curve_shape, describe_shape
+    steps = [500, 1000, 1500, 2000, 2500, 3000]
+    rising = [0.50, 0.60, 0.65, 0.70, 0.72, 0.75]
+    peaked = [0.50, 0.70, 0.80, 0.78, 0.76, 0.74]   # MixMatch at 1000 labels, in shape
+    flat = [0.50, 0.70, 0.75, 0.752, 0.751, 0.752]
+    assert curve_shape(steps, rising)["shape"] == "rising"
+    p = curve_shape(steps, peaked)
+    assert (p["shape"], p["peak_step"]) == ("peaked", 1500) and p["fall"] == pytest.approx(0.06)
+    assert curve_shape(steps, flat)["shape"] == "flat"
+    assert describe_shape(steps, rising) == \
+        "its accuracy was still rising at its last evaluation (step 3000)"
+    assert describe_shape(steps, peaked) == \
+        "its accuracy peaked at 80.00 at step 1500 and ended 6.00 points lower at step 3000"
+    assert "still rising" not in describe_shape(steps, peaked)
+    assert describe_shape(steps, flat, "mIoU") == \
+        "its mIoU was level over its last evaluations (to step 3000)"

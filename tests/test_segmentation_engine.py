@@ -294,6 +294,19 @@ def test_adversarial_tracks_its_confident_mask(tiny_scenes, tmp_path):
     # kept & correct + kept & wrong + dropped covers every tracked pixel
     assert ag["agree_correct"] + ag["agree_wrong"] + ag["disagree"] == pytest.approx(1.0)
     assert ag["n"] == 8 * 64 * 64
+    # the discriminator's confidence map on the tracked scenes is stored, and its explorer
+    # keeps at T_semi exactly the pixels the map keeps
+    from semibook.engine.evaluate import decode
+    from semibook.widgets import explorer_from_results
+    dconf = decode(res["samples"]["track_dconf"])
+    assert dconf.shape == (8, 64, 64) and dconf.dtype == torch.uint8
+    tr, _ = prepare(seg_cfg("adversarial", tiny_scenes, steps=2, eval_every=2),
+                    torch.device("cpu"))
+    box = explorer_from_results(res, tr.image_set, live=False, taus=[0.2], conf="track_dconf")
+    assert box.stats["kept"][0] == pytest.approx((dconf.float() / 255 >= 0.2).float().mean().item())
+    with pytest.raises(ValueError, match="track_dconf"):
+        explorer_from_results({"method": "cps", "samples": {"track_index": [0]}},
+                              tr.image_set, conf="track_dconf")
 
 
 def test_tracker_on_a_constructed_case():

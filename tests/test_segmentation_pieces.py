@@ -187,8 +187,11 @@ def test_describe_agreement_reads_a_constructed_curve():
     assert "on 90.5%, right on 80.5%" in text and "89.0% of agreement is right" in text
     assert "Half of the rise of 30.5 points came by step 200" in text
     assert "stalled" not in text and "moved by +5.5 points and its correct part by +5.5" in text
-    assert "item pixels alone (background left out, 40.0% of the pixels)" in text
-    assert "0.0% at first and 76.0% at the end, right on 51.0% of them" in text
+    # the item pixels come first, then all pixels
+    assert text.startswith("a-vs-b, item pixels (40.0% of the tracked pixels; background left "
+                           "out): the two agree on 0.0% at the first evaluation (step 100) and "
+                           "76.0% at the last (step 400), right on 51.0%")
+    assert text.index("item pixels") < text.index("All pixels, background included")
     assert foreground_shares(hist[0]["agreement"]["a-vs-b"], 0)["n"] == 40
     flat = [row(100, 0.9, 0.8, 0.7, 0.6), row(200, 0.9, 0.8, 0.7, 0.6), row(300, 0.9, 0.8, 0.7, 0.6)]
     assert "stalled" in describe_agreement(flat, "a-vs-b")
@@ -220,3 +223,42 @@ def test_describe_guesses_reads_a_constructed_curve():
     assert "within two points of that end by step 550" in text  # 0.66 at step 500 is not
     assert "test accuracy at step 1000 was 65.5%" in text
     assert "logged no guessed-label accuracy" in describe_guesses(hist[-2:])
+
+
+def _pair_rows(pair, values, steps=(100, 200, 300)):
+    """Evaluation rows whose item pixels (class 3; background 0 always agrees) agree on
+    ``values`` of them."""
+    return [{"kind": "eval", "step": s, "agreement": {pair: {
+        "agree": 0.5, "agree_correct": 0.4, "agree_wrong": 0.1, "disagree": 0.5, "n": 100,
+        "per_class": {"0": {"agree": 1.0, "agree_correct": 1.0, "n": 60},
+                      "3": {"agree": v, "agree_correct": v / 2, "n": 40}}}}}
+        for s, v in zip(steps, values)]
+
+
+def test_coupling_reads_item_pixel_disagreement_and_compares_methods():
+    from semibook.tracking import coupling_curve, describe_coupling
+    h = _pair_rows("t1", [0.5, 0.6, 0.7])
+    for row, other in zip(h, _pair_rows("t2", [0.9, 0.8, 0.9])):
+        row["agreement"].update(other["agreement"])
+    c = coupling_curve(h, ("t1", "t2"))
+    assert c["step"] == [100, 200, 300]
+    assert c["disagree"] == pytest.approx([0.3, 0.3, 0.2])  # mean of 1 - agree over the pairs
+    close = [{"history": _pair_rows("ts", v)} for v in ([0.9, 0.95, 0.95], [0.9, 0.93, 0.93])]
+    loose = [{"history": _pair_rows("ts", v)} for v in ([0.6, 0.7, 0.7], [0.6, 0.7, 0.72])]
+    text = describe_coupling({"A": (close, ("ts",)), "B": (loose, ("ts",))})
+    # last third: the evaluations at step >= 200; A: seeds 5% and 7%, B: 30% and 29%
+    assert "A 6.0 ± 1.4% (2 seeds); B 29.5 ± 0.7% (2 seeds)" in text
+    assert "B's teachers stay further from their student than A's, by 23.5 points" in text
+    noisy = [{"history": _pair_rows("ts", v)} for v in ([0.9, 0.9, 0.99], [0.5, 0.5, 0.6])]
+    assert "do not show" in describe_coupling({"A": (close, ("ts",)), "N": (noisy, ("ts",))})
+
+
+def test_describe_series_reads_a_logged_loss_against_chance():
+    import math
+    from semibook.tracking import describe_series
+    hist = [{"kind": "train", "step": 10 * (i + 1), "loss_d": v}
+            for i, v in enumerate([0.69] * 2 + [0.3] * 16 + [0.1, 0.1])]
+    text = describe_series(hist, "loss_d", "D", ("chance", math.log(2)))
+    assert text.startswith("D: 0.690 over the first 20 steps, 0.100 over the last 20")
+    assert "lowest window 0.100 at step 190" in text and "0.593 below chance (0.693)" in text
+    assert describe_series(hist, "loss_x") == "This run logged no loss_x."

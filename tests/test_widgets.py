@@ -104,7 +104,8 @@ def test_figures_draw():
     fig, (a, b) = plt.subplots(1, 2)
     plot_threshold_curves(threshold_stats(conf, pred, target, [0.5, 0.9], 11), ax=a, mark=0.9)
     overlay(images[0], conf[0], pred[0], 0.9, ax=b)
-    assert len(a.lines) == 3 and len(b.images) == 1
+    # item pixels and all pixels: kept and right each, and the mark
+    assert len(a.lines) == 5 and len(b.images) == 1
     plt.close(fig)
 
 
@@ -174,3 +175,50 @@ def test_collapse_read_out_finds_a_class_whose_right_share_falls_while_agreement
     hist[-1]["agreement"]["t-s"]["per_class"]["1"]["agree"] = 0.3
     assert collapsed_classes(hist, "t-s", ["coat", "shirt"]) == []
     assert describe_collapse(hist, "t-s", ["coat", "shirt"]).startswith("No class collapsed")
+
+
+def test_threshold_stats_split_item_pixels_from_background_and_say_items_first():
+    from semibook.widgets import _summary
+    conf, pred, target = hand_case()  # class 0 is the background: one pixel, conf .40, right
+    s = threshold_stats(conf, pred, target, [0.3, 0.7], num_classes=3)
+    # item pixels: .95 (right) .80 (wrong) .60 (right) .90 (wrong)
+    assert s["kept_items"] == pytest.approx([1.0, 0.75])
+    assert s["accuracy_items"] == pytest.approx([0.5, 1 / 3])
+    assert s["kept_background"] == pytest.approx([1.0, 0.0])
+    assert s["accuracy_background"][0] == 1.0 and math.isnan(s["accuracy_background"][1])
+    line = _summary(s, 1)
+    assert line.startswith("tau = 0.7: item pixels (80% of the pixels): keeps 75.0%, 33.3% of "
+                           "the kept ones right; background: keeps 0.0%, none kept; all 5 pixels")
+    plain = threshold_stats(conf, pred, target, [0.7], num_classes=3, background=None)
+    assert "kept_items" not in plain and _summary(plain, 0).startswith("tau = 0.7: all 5 pixels")
+
+
+def test_chapter_table_reads_every_seed_of_the_chapters_configs(monkeypatch):
+    import semibook as sb
+    from semibook import report
+    from semibook.engine import results as engine_results
+
+    def res(method, labels, seed, last):
+        return {"method": method, "labels": labels, "seed": seed, "metric": "acc",
+                "profile": "full", "device": "cpu", "config": {"steps": 10},
+                "best": {"acc": last, "step": 10}, "last": {"acc": last, "step": 10}}
+    files = {("supervised", 250): [0.70, 0.72, 0.74], ("mixmatch", 250): [0.75, 0.74, 0.80],
+             ("supervised", 60000): [0.90, 0.91, 0.92]}
+    monkeypatch.setattr(engine_results, "finished_results", lambda c: res(
+        c.method, c.labels, c.seed, files[(c.method, c.labels)][c.seed]))
+    cfgs = {m: sb.make_config(m, "fashion-mnist", 250, 0, "full")
+            for m in ("supervised", "mixmatch")}
+    table = report.chapter_table(cfgs).splitlines()
+    assert "seeds" in table[0] and "gap closed (last)" in table[0]
+    assert "the gap from supervised to fully supervised (60000 labels) closed." in "\n".join(table)
+    # mixmatch - supervised per seed: .05, .02, .06 -> +4.33 ± 2.08
+    assert table[3].startswith("| mixmatch | 0, 1, 2 | 76.33 ± 3.21% | 76.33 ± 3.21% | "
+                               "+4.33 ± 2.08 pts | +4.33 ± 2.08 pts | 23% |")
+    assert table[-1].startswith("Mean ± standard deviation over the seeds listed")
+    # the smoke profile's runs are never saved: the chapter's own run, one seed, said so
+    smoke = {m: sb.make_config(m, "fashion-mnist", 250, 0, "smoke") for m in cfgs}
+    own = {m: res(m, 250, 0, v) for m, v in (("supervised", 0.5), ("mixmatch", 0.6))}
+    text = report.chapter_table(smoke, own)
+    assert "| mixmatch | 60.00% (10) | 60.00% | +10.00 pts |" in text
+    assert text.endswith("One seed only (seed 0): no spread is known, so a difference between "
+                         "rows may be noise.")

@@ -157,6 +157,11 @@ class Trainer:
             out["track_index"] = self.track_index[:n].tolist()
         out["track_conf"] = encode((conf * 255).round().byte().cpu())
         out["track_pseudo"] = encode(pseudo.byte().cpu())
+        maps = getattr(self.method, "sample_maps", None)  # a method's own maps, in [0, 1]
+        if maps is not None:
+            with _autocast(self.device, self.bf16):
+                for key, m in maps(x).items():
+                    out[key] = encode((m.float().clamp(0, 1) * 255).round().byte().cpu())
         return out
 
     @cached_property

@@ -128,5 +128,16 @@ class Adversarial(SemiMethod):
         y_pseudo = p.argmax(1)
         return {"confident-mask": (torch.where(keep, y_pseudo, -1).cpu(), y_pseudo.cpu())}
 
+    @torch.no_grad()
+    def sample_maps(self, x):
+        """The discriminator's confidence map, sigmoid(D(softmax(S(x)))), on the tracked images
+        ``x`` (model input): stored in the results' samples as ``track_dconf``, so that chapter
+        3 shows it and thresholds it without the weights."""
+        was = self.model.training, self.D.training
+        self.model.eval(), self.D.eval()
+        conf = torch.sigmoid(self.D(F.softmax(self.model(x).float(), 1)).float())[:, 0]
+        self.model.train(was[0]), self.D.train(was[1])
+        return {"track_dconf": conf}
+
     def extra_optimizers(self):
         return {"discriminator": self.opt_d}

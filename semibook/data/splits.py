@@ -117,11 +117,11 @@ def read_split(path: Path, y: torch.Tensor | np.ndarray | None = None,
         held_ids = d.get("held_out", [])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path}: not a split file ({type(e).__name__}: {e})") from None
-    bad = [i for i in (ids if isinstance(ids, list) else [ids])
-           + (held_ids if isinstance(held_ids, list) else [held_ids])
+    bad = [(key, i) for key, v in (("labeled", ids), ("held_out", held_ids))
+           for i in (v if isinstance(v, list) else [v])
            if isinstance(i, bool) or not isinstance(i, int)]
     if bad or isinstance(train_size, bool) or not isinstance(train_size, int):
-        what = f"an id is {bad[0]!r}" if bad else f"train_size is {train_size!r}"
+        what = f"{bad[0][0]} holds {bad[0][1]!r}" if bad else f"train_size is {train_size!r}"
         raise ConfigError(f"{path}: not a split file ({what}; labeled and held_out must be flat "
                           f"lists of integer image ids, train_size an integer); restore it, or delete "
                           f"it to draw the split again")

@@ -75,7 +75,7 @@ FIELD_RULES: dict[str, Any] = {
     "augment_scale_min": ("float", 0, math.inf, True, True),
     "augment_scale_max": ("float", 0, math.inf, True, True),
     "nesterov": "bool", "skip_nonfinite": "bool", "compile": "bool",
-    "encoder_weights": "str?", "weights_path": "str?", "data_root": "str?",
+    "encoder_weights": "str?", "weights_path": "str?", "data_root": "str?", "arch": "str",
 }
 
 
@@ -88,6 +88,9 @@ def check_field(name: str, value: Any) -> None:
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be True or False, got {value!r}")
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
     elif kind == "str?":
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{name} must be a string (a path or name) or None, got {value!r}")

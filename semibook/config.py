@@ -251,9 +251,15 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
                                            "profile": profile, **values}, hparams)
     cfg = Config(method=method, dataset=dataset, labels=labels, seed=seed, profile=profile,
                  hparams=hparams, **values)
+    _check_choices(cfg, info.task)
+    return cfg
+
+
+def _check_choices(cfg: Config, task: str) -> None:
+    """The fields chosen from lists (model, optimizer, schedule, speed settings)."""
     from .models import ARCHS, SEGMENTATION_MODELS
     from .models.wrn import parse_wrn
-    if info.task == "segmentation":
+    if task == "segmentation":
         choose("segmentation model", cfg.arch, SEGMENTATION_MODELS)
     elif not cfg.arch.startswith("wrn-"):
         choose("architecture", cfg.arch, ARCHS)
@@ -267,4 +273,19 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     if not cfg.augment_scale_min <= cfg.augment_scale_max:
         raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got "
                           f"[{cfg.augment_scale_min}, {cfg.augment_scale_max}]")
+
+
+def check_config(cfg: Config) -> Config:
+    """:func:`make_config`'s checks of every value, on a config made otherwise (by hand, or
+    changed with ``dataclasses.replace``): ``fit`` runs them before it claims a folder."""
+    from .data import DATASETS, dataset_info
+    from .methods import get_method_class
+    choose("profile", cfg.profile, PROFILES)
+    choose("dataset", cfg.dataset, DATASETS)
+    cls, task = get_method_class(cfg.method), dataset_info(cfg.dataset).task
+    values = {k: v for k, v in cfg.to_dict().items() if k not in ("method", "hparams")}
+    if not isinstance(cfg.hparams, dict):
+        raise ConfigError(f"hparams must be a dict of names to values, got {cfg.hparams!r}")
+    _check_values(cls, cfg.method, task, values, cfg.hparams)
+    _check_choices(cfg, task)
     return cfg

@@ -79,3 +79,15 @@ def test_a_garbage_weights_file_is_one_line_without_torchs_advice(tmp_path):
     text = str(e.value)
     assert text.startswith(f"{bad}: cannot load it as the tu-resnet10t encoder's weights")
     assert "weights_only" not in text and "\n" not in text
+
+
+def test_fit_checks_a_config_changed_after_make_config_before_any_write(tmp_path):
+    import dataclasses
+    from semibook.engine.fit import fit
+    cfg = sb.make_config("mixmatch", "fashion-mnist", 250, 0, "smoke")
+    for bad, words in ((dict(steps=0), "steps must be a positive integer"),
+                       (dict(hparams={"lamda_u": 1}), "did you mean 'lambda_u'"),
+                       (dict(arch=3), "arch must be a string")):
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            fit(dataclasses.replace(cfg, **bad), tmp_path / "run", progress=False, device="cpu")
+        assert not (tmp_path / "run").exists()

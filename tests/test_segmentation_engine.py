@@ -330,8 +330,10 @@ def test_tracker_on_a_constructed_case():
 def test_provenance_names_a_results_file_by_its_path_in_the_repository(tmp_path):
     from semibook.engine.results import load_results
     from semibook.paths import results_dir
-    res = {"method": "supervised", "profile": "full", "config": {"steps": 10}, "device": "cpu",
-           "git_commit": "0123456789", "git_dirty": False, "elapsed_s": 1.0}
+    cfg = sb.make_config("supervised", "fashion-scenes", 50, 0, "full")
+    res = {"method": "supervised", "dataset": "fashion-scenes", "labels": 50, "seed": 0,
+           "profile": "full", "finished": True, "history": [], "config": cfg.to_dict(),
+           "device": "cpu", "git_commit": "0123456789", "git_dirty": False, "elapsed_s": 1.0}
     (results_dir() / "older").mkdir(parents=True)
     for where in (results_dir(), results_dir() / "older"):
         (where / "a.json").write_text(json.dumps(res))
@@ -374,7 +376,8 @@ def test_a_run_of_an_earlier_profile_is_marked_so_in_provenance_and_tables():
     cfg = sb.make_config("supervised", "fashion-scenes", 50, 0, "full")
     today = {"method": "supervised", "dataset": "fashion-scenes", "labels": 50, "seed": 0,
              "profile": "full", "overrides": {}, "config": cfg.to_dict(), "device": "cpu",
-             "elapsed_s": 1.0, "git_commit": "abc", "metric": "miou",
+             "finished": True, "history": [], "elapsed_s": 1.0, "git_commit": "abc",
+             "metric": "miou",
              "best": {"step": 10, "miou": 0.2}, "last": {"step": 10, "miou": 0.2}}
     # the profile has since changed its steps and learning rate; the run's own override
     # (the batch) is not a change of the profile

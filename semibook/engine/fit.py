@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..checks import ConfigError, NonFiniteLossError
-from ..config import Config
+from ..config import Config, check_config
 from ..data import ImageSet, load_dataset
 from ..data.splits import Split, load_or_make_split, make_split
 from ..methods import get_method_class
@@ -137,6 +137,7 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
     checkpoint to ``resume`` from; used by the tests.
     """
     run_dir = Path(run_dir)
+    check_config(cfg)  # a config made by hand or changed since make_config: before any write
     device = device if isinstance(device, torch.device) else pick_device(device)
     ranks, device = distributed.setup(device)  # torchrun: join the group; rank 0 writes
     differs = lambda old: resume_diff(cfg, old)  # noqa: E731
@@ -162,7 +163,8 @@ def fit(cfg: Config, run_dir: Path | str, resume: bool = False, overwrite: bool 
 
 def _history_until(hist_path: Path, start: int) -> list[str]:
     """The history's lines up to step ``start`` (the checkpoint's): what was logged after it is
-    dropped, and so is a last line torn by a kill. Any other line that is not a history row
+    dropped, and so are a segment row from ``start`` (that segment's work is redone) and a last
+    line torn by a kill. Any other line that is not a history row
     stops the resume with one line."""
     try:
         lines = hist_path.read_bytes().split(b"\n")
@@ -183,7 +185,7 @@ def _history_until(hist_path: Path, start: int) -> list[str]:
             raise ConfigError(f"{hist_path}: line {i} is not a history row (a JSON object with "
                               f"an integer step); the run cannot continue exactly: pass "
                               f"--overwrite to start it again")
-        if step <= start:
+        if step < start or (step == start and row.get("kind") != "segment"):
             kept.append(raw.decode("ascii"))
     return kept
 
@@ -236,13 +238,16 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
         if ranks.main:
             kept = _history_until(hist_path, start) if hist_path.exists() else []
             option_rows = _changed_options(cfg, state["config"], kept, start)
-    # this segment of the run: from which step, on which split file and code
-    segment = json.dumps({"kind": "segment", "step": start, "split_sha256": split.sha256, **now})
+    # this segment of the run (from which step, on which split file and code), written before
+    # its first row: a resume that writes no row (stopped at once) leaves the history as it was
+    segment = [{"kind": "segment", "step": start, "split_sha256": split.sha256, **now}]
     if ranks.main:  # the checks are done: the run's first write is the marker
         rundir.mark(run_dir)
         atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
-        atomic_write_text(hist_path, "".join(ln + "\n" for ln in (kept or []) + option_rows
-                                             + [segment]))
+        if kept is not None:
+            atomic_write_text(hist_path, "".join(ln + "\n" for ln in kept + option_rows))
+        elif hist_path.exists():
+            hist_path.unlink()
     trainer.step_fn = distributed.wrap(method, ranks, device, trainer.segmentation)
 
     def checkpoint(step: int) -> None:
@@ -277,6 +282,11 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
     bar.line(f"{cfg.method} on {cfg.dataset} ({cfg.labels} labels, seed {cfg.seed}, profile "
              f"{cfg.profile}): {cfg.steps} steps on {device_name(device)}; data: "
              f"{trainer.image_set.source}")
+
+    def log(row: dict[str, Any]) -> None:
+        hist.write("".join(json.dumps(r) + "\n" for r in (*segment, row)))
+        segment.clear()
+
     with (open(hist_path if ranks.main else os.devnull, "a") as hist,
           interrupt.deferred() as ctrl_c):
         for step in range(start, cfg.steps):
@@ -301,7 +311,7 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
                        **{k: float(v) / count for k, v in sums.items()}}
                 if cfg.skip_nonfinite:
                     row["skipped_nonfinite"] = skipped
-                hist.write(json.dumps(row) + "\n")
+                log(row)
                 bar.step({k: row[k] for k in sums})
                 sums, count, skipped = {}, 0, 0
             else:
@@ -309,7 +319,7 @@ def _train(cfg: Config, trainer: Trainer, split: Split, run_dir: Path, resume: b
             if (done % cfg.eval_every == 0 or done == cfg.steps) and ranks.main:
                 row = trainer.evaluate(done)
                 row["elapsed_s"] = round(elapsed_before + time.time() - t0, 2)
-                hist.write(json.dumps(row) + "\n")
+                log(row)
                 hist.flush()
                 key = trainer.metric
                 bar.line(f"step {done:>7}/{cfg.steps}  {key} {row[key]:.4f}  "

@@ -19,7 +19,6 @@ so the table shows whether that value transfers to a short schedule.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -117,9 +116,10 @@ def result(task: str, method: str, trial: str) -> dict[str, Any] | None:
     p = results_path(task, method, trial)
     if not p.exists():
         return None
-    res = json.loads(p.read_text())
-    from .engine.results import same_config
-    return res if res.get("finished") and same_config(res, config(task, method, trial)) else None
+    from .engine.results import read_results, same_config
+    res = read_results(p)  # one line for a damaged file; another schema's: skipped, warned
+    return res if res and res.get("finished") and same_config(res, config(task, method, trial)) \
+        else None
 
 
 def tune(task: str, methods=None, echo: Callable[[str], None] = print,

@@ -89,11 +89,26 @@ def test_calibrate_refuses_unknown_candidates_and_methods():
         calibrate("classification", methods=["bogus"])
 
 
-def test_a_corrupt_calibration_file_is_one_line(isolated):
-    from semibook.calibration import CANDIDATES, results_path, table
+def _calibration_file(text: str):
+    """The first classification candidate's supervised calibration file, holding ``text``."""
+    from semibook.calibration import CANDIDATES, results_path
     cand = next(iter(CANDIDATES["classification"]))
     p = results_path("classification", cand, "supervised", 250)
     p.parent.mkdir(parents=True)
-    p.write_text('{"trunc')
+    p.write_text(text)
+    return cand, p
+
+
+def test_a_corrupt_calibration_file_is_one_line(isolated):
+    from semibook.calibration import table
+    _calibration_file('{"trunc')
     with pytest.raises(ConfigError, match="not a readable results file"):
         table("classification")
+
+
+def test_calibration_never_replaces_a_users_file_at_its_results_path(isolated):
+    from semibook.calibration import calibrate
+    cand, p = _calibration_file('{"mine": 1}\n')
+    with pytest.raises(ConfigError, match="is not a semibook results file"):
+        calibrate("classification", [cand], ["supervised"], echo=lambda s: None)
+    assert p.read_text() == '{"mine": 1}\n' and not (isolated / "runs").exists()

@@ -18,6 +18,14 @@ from .seed import pick_device
 
 
 
+def _refuse_foreign(out: Path, other: str = "") -> None:
+    """Before any training: a file at the results path that is not a results file is the
+    user's, never replaced."""
+    if out.exists() and read_results(out) is None:
+        raise ConfigError(f"{out} is not a semibook results file, and this run would write its "
+                          f"results there; move it away{other}")
+
+
 def default_run_dir(cfg: Config) -> Path:
     return runs_dir() / f"{cfg.dataset}-{cfg.labels}" / f"{cfg.method}-seed{cfg.seed}-{cfg.profile}"
 
@@ -33,9 +41,8 @@ def run(cfg: Config, run_dir: Path | str | None = None, resume: bool = False,
     if save_results is None:
         save_results = cfg.profile != "smoke"
     out = results_dir() / result_name(cfg)
-    if save_results and out.exists() and read_results(out) is None:  # before any training
-        raise ConfigError(f"{out} is not a semibook results file, and this run would write its "
-                          f"results there; move it away, or pass --no-results")
+    if save_results:
+        _refuse_foreign(out, ", or pass --no-results")
     results = fit(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress,
                   device=device, allow_code_change=allow_code_change)
     if results.get("finished") and results.get("skipped_nonfinite", 0) >= cfg.steps:
@@ -106,6 +113,7 @@ def run_to_file(cfg: Config, run_dir: Path, out: Path, extra: dict[str, Any],
     """Train ``cfg`` in ``run_dir`` (resuming it where a checkpoint is left) and, finished,
     write its results with ``extra`` keys to ``out``: a calibration run's or a tuning trial's
     results file (``results/calibration/``, ``results/tuning/``)."""
+    _refuse_foreign(out)
     resume = (run_dir / "checkpoint.pt").exists()
     res = fit(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
     if res.get("finished"):

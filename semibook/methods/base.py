@@ -74,6 +74,7 @@ class SemiMethod(nn.Module):
     views_u = 0  # augmented views of each unlabeled image per step (0: no unlabeled data)
     labels_extra = False  # a second, independently drawn labeled batch (Batch.y_l_extra)
     weak_labels = False  # the unlabeled images' weak labels (Batch.w_u, Batch.tags_u)
+    extra_hparams: tuple[str, ...] = ()  # hyper-parameters read when given, in no recipe
     paper = ""
 
     def __init__(self, cfg, spec: DataSpec):

@@ -81,11 +81,11 @@ def test_torn_temporary_files_of_a_killed_process_are_removed_on_resume(tmp_path
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("limit", [40, 600, 100_000])
+@pytest.mark.parametrize("limit", [40, 600, 1000, 100_000])
 def test_a_disk_that_fills_at_any_moment_is_one_line_naming_the_file(limit, tmp_path,
                                                                      fake_fashion):
     """No file may grow past ``limit`` bytes (the split file and the marker, config.json, the
-    1.3 MB checkpoint in turn fail): one line naming the file, exit 2, no temporary file, and
+    history's appends, the 1.3 MB checkpoint in turn fail): one line naming the file, exit 2, no temporary file, and
     ``--resume`` advised only where the run folder holds the run."""
     run = tmp_path / "run"
     r = cli([*RUN, "--data-root", fake_fashion, "--run-dir", run], tmp_path,

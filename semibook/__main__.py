@@ -378,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             if args.levers:  # the levers import the bench, not the other way round
+                from .bench import check_args
+                check_args(args)
                 from .levers import main as levers_main
                 return levers_main(args)
             from .bench import main as bench_main

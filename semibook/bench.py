@@ -543,12 +543,13 @@ def add_parser(sub) -> None:
                    help="B labeled + B unlabeled images instead of the case's own (recorded)")
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    """The command line's values, before anything is built or timed (one line each)."""
+def check_args(args: argparse.Namespace) -> None:
+    """The command line's values (``bench`` and ``bench --levers``), before anything is built
+    or timed (one line each)."""
     from .checks import check_device
     for name, low in (("steps", 1), ("warmup", 0), ("ref_workers", 0), ("curve", 0),
-                      ("batch", 1)):
-        v = getattr(args, name)
+                      ("batch", 1), ("rounds", 1)):
+        v = getattr(args, name, None)
         if v is not None and v < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {v}")
     check_device(args.device)
@@ -564,7 +565,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    _check_args(args)
+    check_args(args)
     extra = dict(batch_l=args.batch, batch_u=args.batch) if args.batch else {}
     if args.fast:  # our step with the chosen CPU speed setting (the reference stays as it is)
         from .config import FAST

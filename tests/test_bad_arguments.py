@@ -90,3 +90,11 @@ def test_allow_code_change_is_an_option_of_run_and_reproduce(capsys):
     assert main(["reproduce", "classification", "--dry-run", "--seeds", "0",
                  "--allow-code-change"]) == 0
     assert "0 of 7 runs done, 7 to run" in capsys.readouterr().out
+
+
+def test_bench_levers_refuse_bad_numbers_too(capsys):
+    assert main(["bench", "--levers", "--quick", "--rounds", "0"]) == 2
+    assert main(["bench", "--levers", "--quick", "--warmup", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --rounds must be at least 1, got 0",
+                   "error: --warmup must be at least 0, got -1"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import make_config
+from .config import choose, make_config
 from .paths import results_dir, runs_dir
 
 DATASET = {"classification": "fashion-mnist", "segmentation": "fashion-scenes"}
@@ -126,6 +126,8 @@ def tune(task: str, methods=None, echo: Callable[[str], None] = print,
          progress: bool = False) -> None:
     """Run every missing trial of ``task`` (of ``methods`` only, when given)."""
     from .engine.run import run_to_file
+    for m in methods or ():  # a misspelt method would otherwise run nothing, silently
+        choose("method", m, SWEEPS[task])
     for method, trials in SWEEPS[task].items():
         if methods and method not in methods:
             continue

@@ -38,11 +38,12 @@ def test_bench_refuses_an_out_file_it_cannot_extend(tmp_path, capsys):
     assert out.read_text() == '{"cases": {"trunc'
 
 
-def test_calibrate_bad_choices_are_one_line(capsys):
+def test_calibrate_and_tune_bad_choices_are_one_line(capsys):
     assert main(["calibrate", "classification", "--candidates", "bogus"]) == 2
     assert main(["calibrate", "classification", "--methods", "bogus"]) == 2
+    assert main(["tune", "classification", "--methods", "bogus"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(e.startswith("error: unknown ") for e in err), err
+    assert len(err) == 3 and all(e.startswith("error: unknown ") for e in err), err
 
 
 def test_a_read_only_disk_names_the_commands_own_option():

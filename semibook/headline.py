@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import ConfigError
-from .engine.checkpoint import _atomic_write
+from .files import atomic_write, atomic_write_text
 from .paths import ROOT
 
 START, END = "<!-- results: written by python -m semibook report --readme -->", "<!-- /results -->"
@@ -120,7 +120,7 @@ def figure(h: dict[str, Any], path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None, "Source": _digest(h)})
     plt.close(fig)
-    _atomic_write(path, "wb", lambda f: f.write(buf.getvalue()))
+    atomic_write(path, True, lambda f: f.write(buf.getvalue()))
 
 
 def _figure_digest(path: Path) -> str | None:
@@ -144,7 +144,7 @@ def write_readme(readme: Path = ROOT / "README.md", fig: Path = ROOT / FIGURE) -
     new = head + START + "\n" + markdown(h) + "\n" + END + rest.split(END, 1)[1]
     written = []
     if new != text:
-        _atomic_write(readme, "w", lambda f: f.write(new))
+        atomic_write_text(readme, new)
         written.append(str(readme))
     if _figure_digest(fig) != _digest(h):
         fig.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ two segmentation methods give the weights, optimizer state and history recorded 
 
 The fingerprints were written by the engine before it was split into its files (one
 ``loop.py``), on the reference code path (every CPU speed option off). Floating-point kernels
-differ between processors and torch versions, so the digests are kept per (vector
-instructions, torch version): where this machine has one, the run must match it bit for bit;
+differ between processors, torch versions and thread counts, so the digests are kept per
+(vector instructions, torch version, threads): where this machine has one, the run must match it bit for bit;
 elsewhere its losses and metrics must match the nearest recorded ones to 1e-4 (a refactor
 that changes what is computed moves them far more). ``python tests/test_engine_identity.py``
 records this machine's digests (only after a change meant to alter the numbers)."""
@@ -35,7 +35,8 @@ CASES = {
 
 def host_key() -> str:
     from semibook.engine.seed import host_info
-    return f"{host_info().get('vector', 'none known')} | torch {torch.__version__.split('+')[0]}"
+    return (f"{host_info().get('vector', 'none known')} | torch {torch.__version__.split('+')[0]}"
+            f" | {torch.get_num_threads()} threads")  # kernels' reductions differ by threads
 
 
 def digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .config import Config, choose, make_config
 from .data import dataset_info
 from .checks import NonFiniteLossError
-from .engine.fit import resume_diff
+from .engine.resume import resume_diff
 from .data.splits import file_sha256, split_path
 from .engine.results import read_results, result_name, same_config
 from .engine.run import default_run_dir, run

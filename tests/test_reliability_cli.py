@@ -501,7 +501,7 @@ def test_results_matching_still_counts_skip_nonfinite(tmp_path, monkeypatch):
     f.write_text(json.dumps({"method": "supervised", "dataset": "fashion-mnist", "labels": 250,
                              "seed": 0, "profile": "full", "finished": True, "history": [],
                              "config": {**cfg.to_dict(), "skip_nonfinite": True}}))
-    from semibook.engine.fit import resume_diff
+    from semibook.engine.resume import resume_diff
     from semibook.engine.results import same_config
     res = load_results(f)[0]
     assert not same_config(res, cfg) and resume_diff(cfg, res["config"]) == []

@@ -7,7 +7,7 @@
 - ``evaluate.py``: ``Trainer`` (what a run holds), predictions, the test metric, agreement on
   the tracked unlabeled images, the samples a chapter shows;
 - ``fit.py``: ``prepare`` (data, split, models) and ``fit`` (the loop, logging, checkpoints,
-  exact resume);
+  exact resume); ``resume.py``: what a resume may change, and the history it keeps;
 - ``results.py``: the results file, reading results back, provenance;
 - ``run.py``: ``run`` (a run in its folder, and its results file) and ``run_or_load`` (what a
   chapter calls);

@@ -231,10 +231,9 @@ def main(args) -> int:
     added to the report. The report goes to ``--out``, or with ``--update-results`` to the
     committed results/bench/levers/cpu.json, written whole at the end (the cases measured so
     far are kept in the cache meanwhile); by default to the cache."""
-    from .bench import _check_args, bench_dir
+    from .bench import bench_dir
     from .paths import cache_dir
-    _check_args(args)
-    if args.rounds < 2:
+    if args.rounds < 2:  # the rest was checked with the bench's (bench.check_args)
         raise ConfigError(f"--rounds must be at least 2, got {args.rounds}")
     if args.update_results and args.out:
         raise ConfigError("--update-results writes results/bench/levers/cpu.json; leave out --out")

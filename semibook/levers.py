@@ -162,7 +162,7 @@ def levers_table(report: dict[str, Any]) -> str:
                  if "reference_share" in ev else "-")
         rows.append(f"| {case} | {lv['reference']['median_s'] * 1e3:,.0f} | "
                     + " | ".join(cells)
-                    + f" | {'-' if comp is None else f'{comp:,.0f}'} | {share} | "
+                    + f" | {'-' if comp is None else f'{max(comp, 0):,.0f}'} | {share} | "
                     + (f"x{th['two_thread_speedup']:.2f}" if th else "-") + " |")
     return "\n".join(rows)
 

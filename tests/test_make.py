@@ -92,7 +92,9 @@ def test_preflight_names_the_missing_package_in_one_line(goal, present, package,
     bin_dir.mkdir()
     for prog in present:
         (bin_dir / prog).symlink_to("/bin/true")
-    r = subprocess.run([MAKE, "-o", ".venv/.installed", goal, "WIDGETS_JS=_none/embed-amd.js"],
+    # --no-print-directory: under make test (MAKELEVEL 1) make would print its folder first
+    r = subprocess.run([MAKE, "--no-print-directory", "-o", ".venv/.installed", goal,
+                        "WIDGETS_JS=_none/embed-amd.js"],
                        cwd=rc.README.parent, env={**os.environ, "PATH": str(bin_dir)},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stdout == ""

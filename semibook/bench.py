@@ -407,14 +407,23 @@ def loss_curves(name: str, device: torch.device, steps: int, seeds=(0, 1), quick
                                  ref_workers) if path == "reference" else None
             losses = [train_step(trainer, opt, s, data=data)[0] for s in range(steps)]
             curves[path][seed] = torch.stack(losses).float().cpu().tolist()
+    return curve_gaps(curves, "ours", steps, seeds)
+
+
+def curve_gaps(curves: dict[str, dict[int, list[float]]], path: str, steps: int,
+               seeds) -> dict[str, Any]:
+    """Two training paths' loss curves (``curves[path][seed]``, the other path "reference")
+    compared: the mean gap between their smoothed curves for the same seed, and the gap between
+    two seeds of the same path (averaged over both paths); they agree when the first is no
+    larger than the second."""
     window = max(1, steps // 20)
-    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")
-    gap = lambda a, b: float(np.mean(np.abs(smooth(a) - smooth(b))))
+    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")  # noqa: E731
+    gap = lambda a, b: float(np.mean(np.abs(smooth(a) - smooth(b))))  # noqa: E731
     s0, s1 = seeds[0], seeds[1]
-    path_gap = statistics.mean(gap(curves["ours"][s], curves["reference"][s]) for s in seeds)
+    path_gap = statistics.mean(gap(curves[path][s], curves["reference"][s]) for s in seeds)
     seed_gap = statistics.mean(gap(curves[p][s0], curves[p][s1]) for p in curves)
     return {"steps": steps, "seeds": list(seeds), "smoothing_window": window,
-            "ours_vs_reference_gap": path_gap, "seed_to_seed_gap": seed_gap,
+            f"{path}_vs_reference_gap": path_gap, "seed_to_seed_gap": seed_gap,
             "within_seed_spread": path_gap <= seed_gap,
             "curves": {p: {str(s): v for s, v in c.items()} for p, c in curves.items()}}
 

@@ -263,9 +263,7 @@ def precision_curves(name: str, steps: int = 500, seeds=(0, 1), quick: bool = Fa
     and augmentations for a seed), for each seed. The setting passes when the mean gap between
     the two paths' smoothed loss curves (same seed) is no larger than the gap between two seeds
     of the same path."""
-    import numpy as np
-
-    from .bench import _setup, case_config, reference_config
+    from .bench import _setup, case_config, curve_gaps, reference_config
     from .engine.step import train_step
     curves: dict[str, dict[int, list[float]]] = {"reference": {}, "chosen": {}}
     for seed in seeds:
@@ -276,12 +274,4 @@ def precision_curves(name: str, steps: int = 500, seeds=(0, 1), quick: bool = Fa
                                   torch.device("cpu"))
             losses = [train_step(trainer, opt, s)[0] for s in range(steps)]
             curves[path][seed] = torch.stack(losses).float().tolist()
-    window = max(1, steps // 20)
-    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")  # noqa: E731
-    gap = lambda a, b: float(np.mean(np.abs(smooth(a) - smooth(b))))  # noqa: E731
-    path_gap = statistics.mean(gap(curves["chosen"][s], curves["reference"][s]) for s in seeds)
-    seed_gap = statistics.mean(gap(curves[p][seeds[0]], curves[p][seeds[1]]) for p in curves)
-    return {"steps": steps, "seeds": list(seeds), "smoothing_window": window,
-            "chosen_vs_reference_gap": path_gap, "seed_to_seed_gap": seed_gap,
-            "within_seed_spread": path_gap <= seed_gap,
-            "curves": {p: {str(s): v for s, v in c.items()} for p, c in curves.items()}}
+    return curve_gaps(curves, "chosen", steps, seeds)

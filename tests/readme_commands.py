@@ -47,14 +47,26 @@ def shown(readme: str) -> list[str]:
 SYSTEM = (None, "installs system packages (.ci/run does where they are missing)")
 
 
-def runnable(cmd: str) -> tuple[str | None, str]:
-    """(the command as it runs here, or None, why)."""
+def _not_here(cmd: str) -> tuple[None, str] | None:
+    """(None, why) for a command neither walk runs: one that installs system packages, needs
+    the user's data, or is a fragment of a longer command in the text; else None."""
     if cmd.startswith(("sudo ", "apt-get ")):
         return SYSTEM
     if " -m semibook " in f"{cmd} ":
         dataset = re.search(r"--dataset (\S+)", cmd)
         if dataset and dataset.group(1) in NEEDS_DATA:
             return None, f"needs {NEEDS_DATA[dataset.group(1)]}"
+        if cmd.rstrip().endswith("-m semibook"):
+            return None, "a fragment of a longer command in the text"
+    return None
+
+
+def runnable(cmd: str) -> tuple[str | None, str]:
+    """(the command as it runs here, or None, why)."""
+    skip = _not_here(cmd)
+    if skip:
+        return skip
+    if " -m semibook " in f"{cmd} ":
         if " run " in cmd or " reproduce " in cmd:
             if "--dry-run" in cmd:
                 return cmd, "lists only"
@@ -63,8 +75,6 @@ def runnable(cmd: str) -> tuple[str | None, str]:
             if " run " in cmd:
                 cmd += " --yes"
             return cmd, "smoke profile"
-        if cmd.rstrip().endswith("-m semibook"):
-            return None, "a fragment of a longer command in the text"
         if re.search(r" bench( |$)", cmd):  # where the report goes, as printed
             return cmd + BENCH_TINY, "tiny sizes"
         return cmd, "as shown"
@@ -85,14 +95,10 @@ def as_printed(cmd: str) -> tuple[str | None, str]:
     test's environment (``-o .venv/.installed``, not reinstalled); what needs the user's data,
     a GPU, a network or the long book build is left to tests/fresh_clone.sh or to its own
     test."""
-    if cmd.startswith(("sudo ", "apt-get ")):
-        return SYSTEM
+    skip = _not_here(cmd)
+    if skip:
+        return skip
     if " -m semibook " in f"{cmd} ":
-        dataset = re.search(r"--dataset (\S+)", cmd)
-        if dataset and dataset.group(1) in NEEDS_DATA:
-            return None, f"needs {NEEDS_DATA[dataset.group(1)]}"
-        if cmd.rstrip().endswith("-m semibook"):
-            return None, "a fragment of a longer command in the text"
         if re.search(r" bench( |$)", cmd):
             return cmd + BENCH_TINY, "as printed, at the bench's tiny sizes"
         if re.search(r" demo( |$)", cmd):

@@ -20,6 +20,7 @@ DATASET_TASKS: dict[str, str] = {
     "fashion-mnist": "classification",
     "cifar10": "classification",
     "fashion-scenes": "segmentation",
+    "fashion-scenes-v1": "segmentation",
     "voc": "segmentation",
     "cityscapes": "segmentation",
 }

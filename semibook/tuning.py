@@ -43,18 +43,25 @@ def _burn_ins(last: str, **last_hp: Any) -> dict[str, dict[str, Any]]:
 # Per task and method: trial name -> overrides. The first trial is the profile's value.
 SWEEPS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "classification": {
+        # the baseline's own recipes: MixMatch's optimisation (Adam 0.002, constant), with a
+        # cosine decay at two rates, and Mean Teacher's (Adam 0.003, ramp-up and ramp-down)
         "supervised": {
-            "lr 0.002, constant (MixMatch's)": {},
-            "lr 0.004": dict(lr=0.004),
-            "lr 0.001": dict(lr=0.001),
-            "lr 0.002, cosine decay": dict(lr_schedule="cosine"),
+            "Adam 0.002, constant (MixMatch's)": {},
+            "Adam 0.002, cosine decay": dict(lr_schedule="cosine"),
+            "Adam 0.004, cosine decay": dict(lr=0.004, lr_schedule="cosine"),
+            "Adam 0.003, Mean Teacher's schedule": dict(
+                lr=0.003, lr_schedule="mean_teacher", decoupled_wd=0.0,
+                hparams=dict(rampup_frac=40 / 150, rampdown_frac=25 / 150)),
         },
         "mixmatch": {
-            # the official ramp-up: 1/64 of training (16,384 of its 2^20 steps)
+            # the official ramp-up: 1/64 of training (16,384 of its 2^20 steps), constant lr
             "ramp-up 1/64 of training (official)": {},
-            "ramp-up 1,000 steps": _hp(rampup_steps=1000),
-            "ramp-up 1,500 steps": _hp(rampup_steps=1500),
-            "ramp-up 1,500 steps, lambda_u 25": _hp(rampup_steps=1500, lambda_u=25.0),
+            "ramp-up 1,500 steps, cosine decay": dict(lr_schedule="cosine",
+                                                      **_hp(rampup_steps=1500)),
+            "ramp-up 1,500 steps, cosine, lambda_u 25": dict(
+                lr_schedule="cosine", **_hp(rampup_steps=1500, lambda_u=25.0)),
+            "ramp-up 3,000 steps, cosine decay": dict(lr_schedule="cosine",
+                                                      **_hp(rampup_steps=3000)),
         },
         "mean_teacher": {
             "ramp-up 40/150 of training (official)": {},

@@ -246,9 +246,10 @@ def plot_class_coverage(stats: dict, i: int = 0, class_names=None, ax=None):
 def _class_names(num_classes: int, class_names=None) -> list[str]:
     if class_names is not None:
         return [str(c) for c in class_names]
-    from .data.scenes import SCENE_CLASSES
-    if num_classes == len(SCENE_CLASSES):
-        return list(SCENE_CLASSES)
+    from .data.scenes import VARIANTS
+    for v in VARIANTS.values():
+        if num_classes == v.num_classes:
+            return list(v.classes)
     return [str(c) for c in range(num_classes)]
 
 

@@ -97,7 +97,7 @@ def tiny_scenes(fake_fashion, monkeypatch):
     import semibook.data as data
     monkeypatch.setitem(data._LOADERS, "fashion-scenes", tiny_scenes_loader(fake_fashion))
     monkeypatch.setitem(data._WEAK, "fashion-scenes",  # the boxes of those very scenes
-                        lambda root, n: data._scene_weak_labels(str(fake_fashion), n))
+                        lambda root, n: data._scene_weak_labels(data.V2, str(fake_fashion), n))
     return dict(eval_size=0, track_size=8)
 
 

@@ -5,9 +5,9 @@ import torch
 from semibook.config import ConfigError
 from semibook.data import scenes
 from semibook.data.fashion_mnist import load_fashion_mnist
-from semibook.data.scenes import (IGNORE_INDEX, ON_THRESHOLD, SCENE_CLASSES, Layer, compose,
-                                  draw_layers, generate_scene, load_scenes, make_background,
-                                  make_scenes, scenes_from)
+from semibook.data.scenes import (IGNORE_INDEX, ON_THRESHOLD, SCENE_CLASSES, V1, V2, Layer,
+                                  compose, draw_layers, generate_scene, load_scenes,
+                                  make_background, make_scenes, scenes_from)
 from semibook.data.sources import cache_dir
 
 
@@ -35,42 +35,59 @@ def reference(background, layers):
 
 
 def test_classes_and_constants():
-    assert len(SCENE_CLASSES) == 11 and SCENE_CLASSES[0] == "background"
-    assert SCENE_CLASSES[1] == "T-shirt/top" and SCENE_CLASSES[10] == "Ankle boot"
-    assert IGNORE_INDEX == 255 and IGNORE_INDEX >= len(SCENE_CLASSES)
+    from semibook.data import dataset_info
+    from semibook.data.fashion_mnist import FASHION_CLASSES
+    assert SCENE_CLASSES == V2.classes == ("background", "top", "trouser", "footwear", "bag")
+    assert len(V1.classes) == 11 and V1.classes[0] == "background"
+    assert V1.classes[1] == "T-shirt/top" and V1.classes[10] == "Ankle boot"
+    # the merged classes: each Fashion-MNIST class goes to the kind its name says
+    kinds = {"top": {"T-shirt/top", "Pullover", "Dress", "Coat", "Shirt"}, "trouser": {"Trouser"},
+             "footwear": {"Sandal", "Sneaker", "Ankle boot"}, "bag": {"Bag"}}
+    for c, name in enumerate(FASHION_CLASSES):
+        assert name in kinds[V2.classes[V2.label_of[c]]]
+        assert V1.classes[V1.label_of[c]] == name
+    assert IGNORE_INDEX == 255 and IGNORE_INDEX >= len(V1.classes)
     assert scenes.TRAIN_SCENES == 10000 and scenes.VAL_SCENES == 1000
+    assert dataset_info("fashion-scenes").classes == V2.classes
+    assert dataset_info("fashion-scenes-v1").classes == V1.classes
+    with pytest.raises(ConfigError, match="v1, v2"):
+        scenes.variant_of("v3")
 
 
 def test_shapes_dtypes_and_labels(fake_fashion):
     images, masks = make_scenes("train", 8, root=str(fake_fashion))
     assert images.shape == (8, 3, 64, 64) and images.dtype == torch.uint8
     assert masks.shape == (8, 64, 64) and masks.dtype == torch.uint8
-    assert int(masks.max()) <= 10
+    assert int(masks.max()) <= 4
     for m in masks:
         labels = set(m.unique().tolist())
         assert 0 in labels  # background is visible
-        assert 1 <= len(labels - {0}) <= 4  # at least one item, never more than four
+        assert 1 <= len(labels - {0}) <= 3  # at least one item, never more than three
+    _, masks = make_scenes("train", 8, root=str(fake_fashion), variant="v1")
+    assert int(masks.max()) <= 10
     images, masks = make_scenes("val", 2, size=40, root=str(fake_fashion))
     assert images.shape == (2, 3, 40, 40) and masks.shape == (2, 40, 40)
 
 
-def test_two_to_four_items_per_scene_and_labels_come_from_them(fake_source):
+@pytest.mark.parametrize("variant, items, sides", [(V1, {2, 3, 4}, (22, 45)),
+                                                   (V2, {1, 2, 3}, (34, 56))])
+def test_items_per_scene_their_size_and_labels_come_from_them(fake_source, variant, items, sides):
     x, y, _, _ = fake_source
     counts = set()
     for i in range(30):
         rng = np.random.default_rng([0, 0, i])
         make_background(rng, 64)
-        layers = draw_layers(x, y, rng, 64)
+        layers = draw_layers(x, y, rng, 64, variant)
         counts.add(len(layers))
-        _, mask = generate_scene(x, y, np.random.default_rng([0, 0, i]))
+        _, mask = generate_scene(x, y, np.random.default_rng([0, 0, i]), variant=variant)
         assert set(np.unique(mask).tolist()) - {0} <= {layer.label for layer in layers}
         for layer in layers:
             h, w = layer.intensity.shape
-            assert 22 <= h <= 45 and w == h  # 28 x scale, scale in 0.8 .. 1.6
+            assert sides[0] <= h <= sides[1] and w == h  # 28 x scale
             # at least three quarters of each side lies inside the frame
             assert min(layer.top + h, 64) - max(layer.top, 0) >= 0.75 * h - 1
             assert min(layer.left + w, 64) - max(layer.left, 0) >= 0.75 * w - 1
-    assert counts <= {2, 3, 4} and len(counts) >= 2
+    assert counts <= items and len(counts) >= 2
 
 
 def test_deterministic_from_seed_split_and_index(fake_fashion, fake_source):
@@ -155,7 +172,7 @@ def test_load_scenes_caches_one_npz(fake_fashion, monkeypatch):
     files = list((cache_dir() / "scenes").iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"
     name = files[0].name
-    assert "train" in name and "n6" in name and "s64" in name and "seed0" in name and "-v" in name
+    assert "train" in name and "n6" in name and "s64" in name and "seed0" in name and "-v2-" in name
 
     def boom(*args, **kwargs):
         raise AssertionError("regenerated instead of reading the cache")

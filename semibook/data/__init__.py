@@ -21,7 +21,7 @@ from ..checks import ConfigError, choose
 from . import cityscapes, voc
 from .cifar import load_cifar10
 from .fashion_mnist import FASHION_CLASSES, load_fashion_mnist
-from .scenes import (SCENE_CLASSES, TRAIN_SCENES, VAL_SCENES, box_label_map, image_tags,
+from .scenes import (TRAIN_SCENES, VAL_SCENES, V1, V2, Variant, box_label_map, image_tags,
                      load_scene_boxes, load_scenes)
 from .sources import DataNotFoundError, cache_dir
 
@@ -44,8 +44,6 @@ CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 _INFO = {
     "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, 60000, FASHION_CLASSES, "constant"),
     "cifar10": DatasetInfo("cifar10", 10, 3, 32, 50000, CIFAR_CLASSES, "reflect"),
-    "fashion-scenes": DatasetInfo("fashion-scenes", len(SCENE_CLASSES), 3, 64, TRAIN_SCENES,
-                                  SCENE_CLASSES, "constant", task="segmentation"),
     # file-based: the size is the side of the fixed-size copy the engine trains on
     "voc": DatasetInfo("voc", voc.NUM_CLASSES, 3, 321, voc.TRAIN_AUG_SIZE, voc.VOC_CLASSES,
                        "constant", task="segmentation", ignore_index=voc.IGNORE_INDEX),
@@ -53,14 +51,13 @@ _INFO = {
                               cityscapes.CITYSCAPES_CLASSES, "constant", task="segmentation",
                               ignore_index=cityscapes.IGNORE_INDEX),
 }
-DATASETS = tuple(_INFO)
 
 
-def _load_scenes(root: str | None, download: bool | None):
+def _load_scenes(variant: Variant, root: str | None, download: bool | None):
     if download is False:  # availability check: the scenes need only Fashion-MNIST
         load_fashion_mnist(root, False)
-    x_tr, y_tr = load_scenes("train", TRAIN_SCENES, root=root)
-    x_te, y_te = load_scenes("val", VAL_SCENES, root=root)
+    x_tr, y_tr = load_scenes("train", TRAIN_SCENES, root=root, variant=variant)
+    x_te, y_te = load_scenes("val", VAL_SCENES, root=root, variant=variant)
     return (x_tr, y_tr.long(), x_te, y_te.long()), f"generated from Fashion-MNIST ({cache_dir()})"
 
 
@@ -80,8 +77,7 @@ def _file_loader(name: str, module):
 
 
 _LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
-            "fashion-scenes": _load_scenes, "voc": _file_loader("voc", voc),
-            "cityscapes": _file_loader("cityscapes", cityscapes)}
+            "voc": _file_loader("voc", voc), "cityscapes": _file_loader("cityscapes", cityscapes)}
 
 
 @dataclass(frozen=True)
@@ -93,15 +89,32 @@ class WeakLabels:
     tags: torch.Tensor
 
 
-def _scene_weak_labels(root: str | None, n: int) -> WeakLabels:
+def _scene_weak_labels(variant: Variant, root: str | None, n: int) -> WeakLabels:
     """The weak labels of training scenes 0..n-1 (the scenes :func:`load_scenes` gave)."""
-    boxes = load_scene_boxes("train", n, root=root).numpy()
-    size = _INFO["fashion-scenes"].size
-    maps = np.stack([box_label_map(b, size) for b in boxes])
-    return WeakLabels(torch.from_numpy(maps), torch.from_numpy(image_tags(boxes)))
+    boxes = load_scene_boxes("train", n, root=root, variant=variant).numpy()
+    maps = np.stack([box_label_map(b, SCENE_SIZE) for b in boxes])
+    return WeakLabels(torch.from_numpy(maps),
+                      torch.from_numpy(image_tags(boxes, variant.num_classes)))
 
 
-_WEAK = {"fashion-scenes": _scene_weak_labels}
+_WEAK: dict[str, Callable] = {}
+SCENE_SIZE = 64
+
+
+def add_scenes(name: str, variant: Variant) -> None:
+    """Make a family of fashion-scenes a dataset: its info, loader and weak labels."""
+    global DATASETS
+    _INFO[name] = DatasetInfo(name, variant.num_classes, 3, SCENE_SIZE, TRAIN_SCENES,
+                              variant.classes, "constant", task="segmentation")
+    _LOADERS[name] = partial(_load_scenes, variant)
+    _WEAK[name] = partial(_scene_weak_labels, variant)
+    DATASETS = tuple(_INFO)
+
+
+# the book's scenes, and the first ones (their results are archived in results/scenes-v1/)
+add_scenes("fashion-scenes", V2)
+add_scenes("fashion-scenes-v1", V1)
+DATASETS = tuple(_INFO)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def segmentation_recipe(profile: str, dataset: str) -> dict:
     chapter 6, where 1e-3 left the every-label ceiling 4 points lower) and a milder rescale,
     0.8 to 1.25 (the scenes' items already vary in size by 0.8 to 1.6), for every method
     alike."""
-    if dataset == "fashion-scenes" and profile != "paper":
+    if dataset.startswith("fashion-scenes") and profile != "paper":
         return dict(optimizer="adam", lr=3e-3, weight_decay=0.0, lr_schedule="poly",
                     ema_decay=0.0, augment_scale_min=0.8, augment_scale_max=1.25)
     return dict(optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4,

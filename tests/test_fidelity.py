@@ -119,7 +119,8 @@ def test_adversarial_real_maps_come_from_a_second_labeled_batch(tiny_scenes, mon
             loss.backward()
             inputs.clear()
             m.after_step(step)
-        real = inputs[1]  # after_step: D(fake), then D(real)
+        (both,) = inputs  # after_step: one pass of D over the fake maps, then the real ones
+        real = both[len(batch.y_l):]
         k = m.spec.num_classes
         valid = (batch.y_l_extra != 255)[:, None]
         want = F.one_hot(batch.y_l_extra.clamp(max=k - 1), k).permute(0, 3, 1, 2).float() * valid
@@ -160,7 +161,8 @@ def test_adversarial_d_remain_adds_every_unlabeled_pixel_to_the_fake_maps(tiny_s
         return outputs[-1]
     monkeypatch.setattr(m.D, "forward", spy)
     got = m.after_step(0)["loss_d"]
-    fake, d_fake = inputs[0], outputs[0].detach()
+    n_fake = len(inputs[0]) - len(batch.y_l_extra)  # one pass: the fake maps, then the real
+    fake, d_fake = inputs[0][:n_fake], outputs[0][:n_fake].detach()
     valid = (batch.y_l != 255)[:, None]
     if d_remain:
         assert torch.allclose(fake, p, atol=1e-5)  # labeled, then unlabeled
@@ -171,7 +173,7 @@ def test_adversarial_d_remain_adds_every_unlabeled_pixel_to_the_fake_maps(tiny_s
     bce = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake), reduction="none")
     assert torch.isclose(want, bce[valid.expand_as(bce)].mean())
     # the returned D loss is (fake + real) / 2 with that fake term
-    real_term = masked_bce_with_logits(outputs[1].detach(), 1.0,
+    real_term = masked_bce_with_logits(outputs[0][n_fake:].detach(), 1.0,
                                        (batch.y_l_extra != 255)[:, None])
     assert torch.isclose(got, (want + real_term) / 2)
 
@@ -215,3 +217,14 @@ def test_dual_teacher_cutmix_weight_is_per_image_from_unmixed_confidences(tiny_s
     assert float(logs["loss_mix"]) == pytest.approx(float(expected), rel=1e-5)
     # logged: the mean of the per-image weights
     assert float(logs["conf_share"]) == pytest.approx(float(w.mean()), rel=1e-6)
+
+
+def test_adversarial_one_pass_of_d_over_two_batches_equals_two_passes(tiny_scenes):
+    """The method runs D once over concatenated batches: D has no batch statistics, so each
+    map's output is what a pass of its own gives."""
+    cfg = sb.make_config("adversarial", "fashion-scenes", 16, 0, "smoke", **tiny_scenes)
+    tr, _ = prepare(cfg, torch.device("cpu"))
+    D = tr.method.D
+    a, b = torch.rand(3, 5, 32, 32).softmax(1), torch.rand(2, 5, 32, 32).softmax(1)
+    one = D(torch.cat([a, b]))
+    assert torch.allclose(one[:3], D(a), atol=1e-6) and torch.allclose(one[3:], D(b), atol=1e-6)

@@ -1,17 +1,23 @@
 """fashion-scenes: a small segmentation dataset built from Fashion-MNIST.
 
-Each scene is a colour picture, 64 x 64 pixels by default, showing two to four pieces of
-clothing (Fashion-MNIST items) lying on a textured cloth. Every item is enlarged or shrunk a
-little (0.8 to 1.6 times its 28 x 28 size), dyed with a random bright colour and dropped at a
-random place; items may overlap, and one near the border may be partly cut off. The cloth
-underneath is not plain: it is a soft blend of one or two colours with a faint stripe or
-checkerboard weave and a little grain, so that "bright pixel = object" does not solve the task.
+Each scene is a colour picture, 64 x 64 pixels by default, showing one to three pieces of
+clothing (Fashion-MNIST items) lying on a textured cloth. Every item is enlarged (1.2 to 2.0
+times its 28 x 28 size), dyed with a random bright colour and dropped at a random place; items
+may overlap, and one near the border may be partly cut off. The cloth underneath is not plain:
+it is a soft blend of one or two colours with a faint stripe or checkerboard weave and a little
+grain, so that "bright pixel = object" does not solve the task.
 
-The label of a pixel says which class is visible there: 0 for the background and ``c + 1`` for
-Fashion-MNIST class ``c`` (see :data:`SCENE_CLASSES`). A pixel belongs to an item when the
+The label of a pixel says which kind of item is visible there: 0 for the background, then top
+(T-shirt, pullover, dress, coat, shirt), trouser, footwear (sandal, sneaker, ankle boot) and
+bag (see :data:`SCENE_CLASSES` and :class:`Variant`). A pixel belongs to an item when the
 item's own grey value there is above :data:`ON_THRESHOLD` (a quarter of full brightness); the
 item's dark surroundings are transparent, so a later item covers an earlier one only where the
 later item itself has ink. Image and labels come from the same rule, so they always agree.
+
+A variant fixes the classes, the items' scale and how many a scene holds. The first scenes
+(:data:`V1`, the dataset ``fashion-scenes-v1``) label each of the ten Fashion-MNIST classes on
+its own and place two to four smaller items (0.8 to 1.6 times); telling a shirt from a T-shirt
+at that size was beyond the book's training budget.
 
 Weak labels (chapter 7): the generator also knows where it put every item, so each scene has,
 for free, what a cheaper annotation would give: each item's bounding box and class

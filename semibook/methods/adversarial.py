@@ -76,8 +76,9 @@ class Adversarial(SemiMethod):
         valid_l = (batch.y_l != ignore)[:, None]
 
         loss_ce = F.cross_entropy(logits_l.float(), batch.y_l, ignore_index=ignore)
-        loss_adv = masked_bce_with_logits(self.D(p_l), 1.0, valid_l)
-        d_u = self.D(p_u)
+        # one pass of D over both batches (D is convolutions only: each map's output is its own)
+        d_l, d_u = self.D(torch.cat([p_l, p_u])).split([B, len(p_u)])
+        loss_adv = masked_bce_with_logits(d_l, 1.0, valid_l)
         loss_adv_u = masked_bce_with_logits(d_u, 1.0)
         w_u = unlabeled_ramp(self.cfg, step)  # 0 during a burn-in (hparams burn_in)
         loss = loss_ce + hp["lambda_adv"] * loss_adv + hp["lambda_adv_u"] * w_u * loss_adv_u
@@ -107,8 +108,9 @@ class Adversarial(SemiMethod):
             p_l = torch.cat([p_l, p_u])
             valid_fake = torch.cat([valid_fake, torch.ones_like(p_u[:, :1], dtype=torch.bool)])
         real = F.one_hot(y_gt.clamp(max=k - 1), k).permute(0, 3, 1, 2).float() * valid_real
-        loss_d = (masked_bce_with_logits(self.D(p_l), 0.0, valid_fake)
-                  + masked_bce_with_logits(self.D(real), 1.0, valid_real)) / 2
+        d_fake, d_real = self.D(torch.cat([p_l, real])).split([len(p_l), len(real)])
+        loss_d = (masked_bce_with_logits(d_fake, 0.0, valid_fake)
+                  + masked_bce_with_logits(d_real, 1.0, valid_real)) / 2
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         from ..engine.distributed import average_gradients

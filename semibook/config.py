@@ -218,8 +218,12 @@ def _check_values(cls, method: str, task: str, values: dict[str, Any],
 
 
 def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, seed: int = 0,
-                profile: str | None = None, **overrides: Any) -> Config:
-    """Build a validated config. ``profile=None`` reads ``$SEMIBOOK_PROFILE`` (default ``full``)."""
+                profile: str | None = None, *, tuned: bool = True, **overrides: Any) -> Config:
+    """Build a validated config. ``profile=None`` reads ``$SEMIBOOK_PROFILE`` (default ``full``).
+
+    In the ``full`` profile on the embedded datasets the method's recipe is followed by the
+    trial its hyper-parameter sweep chose (:data:`semibook.tuning.CHOSEN`); ``tuned=False``
+    gives the recipe alone (the sweep's own starting point)."""
     from .data import DATASETS, dataset_info
     from .methods import get_method_class
 
@@ -244,6 +248,12 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     recipe = cls.recipe(profile, dataset)
     hparams = dict(recipe.pop("hparams", {}))
     values.update(recipe)
+    if tuned and profile == "full":
+        from . import tuning
+        if tuning.DATASET[info.task] == dataset:
+            chosen = tuning.chosen_overrides(info.task, method)
+            hparams.update(chosen.pop("hparams", {}))
+            values.update(chosen)
     given = overrides.pop("hparams", {}) or {}
     if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
         raise ConfigError(f"hparams must be a dict of names to values, got {given!r}")

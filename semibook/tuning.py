@@ -106,14 +106,36 @@ def _slug(name: str) -> str:
     return "-".join(p for p in keep.split("-") if p)
 
 
+# The trial the sweep chose for each method (the best last validation score; a test holds
+# these names to the committed results files). The ``full`` profile applies the chosen trial's
+# overrides on the task's embedded dataset (:func:`chosen_overrides`); a method not listed
+# keeps its recipe.
+CHOSEN: dict[str, dict[str, str]] = {
+    "classification": {},
+    "segmentation": {},
+}
+
+
+def merged(base_hparams: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A trial's overrides on a config whose hyper-parameters are ``base_hparams``: its
+    hparams merged into those, its other fields as they are."""
+    over = dict(over)
+    return {**over, "hparams": {**base_hparams, **over.pop("hparams", {})}}
+
+
+def chosen_overrides(task: str, method: str) -> dict[str, Any]:
+    """The overrides of the trial chosen for ``method`` (empty where none is chosen)."""
+    trial = CHOSEN.get(task, {}).get(method)
+    return dict(SWEEPS[task][method][trial]) if trial else {}
+
+
 def config(task: str, method: str, trial: str):
-    """The trial's config: the full profile at seed 0 on the table's smallest split, scored on
-    the validation images, with the trial's overrides (its hparams merged into the method's)."""
-    over = dict(SWEEPS[task][method][trial])
-    base = make_config(method, DATASET[task], LABELS[task], 0, "full")
-    hp = {**base.hparams, **over.pop("hparams", {})}
-    return make_config(method, DATASET[task], LABELS[task], 0, "full", hparams=hp,
-                       validation=VALIDATION[task], **over)
+    """The trial's config: the full profile's recipe (before any tuning) at seed 0 on the
+    table's smallest split, scored on the validation images, with the trial's overrides."""
+    base = make_config(method, DATASET[task], LABELS[task], 0, "full", tuned=False)
+    return make_config(method, DATASET[task], LABELS[task], 0, "full", tuned=False,
+                       validation=VALIDATION[task],
+                       **merged(base.hparams, SWEEPS[task][method][trial]))
 
 
 def results_path(task: str, method: str, trial: str) -> Path:
@@ -168,6 +190,26 @@ def table(task: str) -> list[dict[str, Any]]:
             max(done, key=lambda r: r["last"])["chosen"] = True
         rows += mine
     return rows
+
+
+def choices(task: str) -> dict[str, str]:
+    """The trial each method's finished sweep chooses (methods with every trial finished)."""
+    rows = table(task)
+    done = {m for m in SWEEPS[task]
+            if all(r["last"] is not None for r in rows if r["method"] == m)}
+    return {r["method"]: r["trial"] for r in rows if r["chosen"] and r["method"] in done}
+
+
+def against_supervised(task: str) -> list[dict[str, Any]]:
+    """Each method's chosen trial against the supervised baseline's chosen trial, on the
+    validation images at seed 0: the pilot that says whether the method is ahead before the
+    long runs. Rows of methods whose sweep (or the baseline's) is unfinished have None."""
+    rows, pick = table(task), choices(task)
+    score = {r["method"]: r["last"] for r in rows if r["chosen"] and r["method"] in pick}
+    base = score.get("supervised")
+    return [{"method": m, "trial": pick.get(m), "last": score.get(m),
+             "gain": None if base is None or m not in score else score[m] - base}
+            for m in SWEEPS[task] if m != "supervised"]
 
 
 def markdown(task: str) -> str:

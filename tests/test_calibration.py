@@ -92,3 +92,27 @@ def test_tune_writes_one_results_file_per_trial_and_the_table_marks_the_best(tin
     lines.clear()
     tuning.tune("classification", echo=lines.append)  # nothing left to run
     assert lines == ["done     supervised: as is", "done     supervised: lr 0.004"]
+
+
+def test_the_profile_applies_exactly_the_trials_the_committed_sweeps_chose(monkeypatch):
+    from semibook import tuning
+    monkeypatch.setenv("SEMIBOOK_RESULTS", str(ROOT / "results"))
+    for task in tuning.SWEEPS:
+        assert tuning.CHOSEN[task] == tuning.choices(task), task
+
+
+def test_full_profile_is_the_chosen_trial_without_the_validation_split(monkeypatch):
+    from semibook import tuning
+    task, method = "segmentation", "cps_cutmix"
+    trial = list(tuning.SWEEPS[task][method])[3]
+    before = sb.make_config(method, "fashion-scenes", 20, 0, "full")
+    monkeypatch.setitem(tuning.CHOSEN, task, {method: trial})
+    got = sb.make_config(method, "fashion-scenes", 20, 0, "full").to_dict()
+    want = tuning.config(task, method, trial).to_dict()
+    assert got == {**want, "validation": 0} and got != before.to_dict()
+    # the recipe alone, the user's other datasets and the other profiles are untouched
+    assert sb.make_config(method, "fashion-scenes", 20, 0, "full", tuned=False) == before
+    assert sb.make_config(method, "fashion-scenes-v1", 20, 0, "full").hparams == before.hparams
+    # a caller's override still wins over the chosen trial
+    hp = {**got["hparams"], "burn_in": 7}
+    assert sb.make_config(method, "fashion-scenes", 20, 0, "full", hparams=hp).hparams["burn_in"] == 7

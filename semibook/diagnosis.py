@@ -1,0 +1,145 @@
+"""Failure modes, read from the runs' own histories: the tuning sweep's trials of a method side
+by side (its ablation), and each class's score over training.
+
+The sweep (:mod:`semibook.tuning`) holds, for every method, its official value and the values
+tried for the short schedule, each a real run scored on the validation images. A chapter
+teaches what goes wrong with the official value by putting the two curves together, class by
+class: a class whose score falls while the rest rise is the method confirming its own errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .report import curve_shape
+
+
+def metric_of(res: dict[str, Any]) -> str:
+    return res.get("metric") or ("acc" if "acc" in res.get("last", {}) else "miou")
+
+
+def curve(res: dict[str, Any], key: str | None = None) -> tuple[list[int], list[float]]:
+    """(steps, values) of a run's evaluation curve for ``key`` (default: its metric)."""
+    key = key or metric_of(res)
+    rows = [r for r in res["history"] if r.get("kind") == "eval" and key in r]
+    return [r["step"] for r in rows], [r[key] for r in rows]
+
+
+def class_scores(res: dict[str, Any]) -> tuple[list[int], list[list[float]]]:
+    """Each class's score at each evaluation: accuracy (``class_acc``, classification) or IoU
+    (``iou``, segmentation). Returns (steps, per-class lists)."""
+    key = "class_acc" if any("class_acc" in r for r in res["history"]) else "iou"
+    rows = [r for r in res["history"] if r.get("kind") == "eval" and r.get(key)]
+    steps = [r["step"] for r in rows]
+    return steps, [list(v) for v in zip(*(r[key] for r in rows))]
+
+
+def trials(task: str, method: str) -> dict[str, dict[str, Any]]:
+    """The method's finished trials, by name, in the sweep's order."""
+    from .tuning import SWEEPS, result
+    out = {}
+    for name in SWEEPS[task][method]:
+        res = result(task, method, name)
+        if res is not None:
+            out[name] = res
+    return out
+
+
+def plot_trials(task: str, method: str, ax=None, baseline: bool = True):
+    """Every trial of ``method``'s sweep: the validation score over training, the official
+    trial dashed, the chosen one thick; with ``baseline``, the supervised baseline's chosen
+    trial in grey. The legend sits under the axes."""
+    import matplotlib.pyplot as plt
+    from .tuning import choices, result
+    from .viz import outside_legend
+    ax = ax or plt.subplots(figsize=(6.4, 3.6))[1]
+    runs = trials(task, method)
+    pick = choices(task)
+    for i, (name, res) in enumerate(runs.items()):
+        steps, vals = curve(res)
+        ax.plot(steps, [100 * v for v in vals], marker="o", ms=3, ls="--" if i == 0 else "-",
+                lw=2.4 if pick.get(method) == name else 1.2, label=name)
+    if baseline and pick.get("supervised"):
+        steps, vals = curve(result(task, "supervised", pick["supervised"]))
+        ax.plot(steps, [100 * v for v in vals], color="0.5", lw=1.2, ls=":",
+                label=f"supervised: {pick['supervised']}")
+    unit = "accuracy" if task == "classification" else "mIoU"
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"validation {unit} (%)")
+    ax.set_title(f"{method}: the sweep's trials", fontsize=10)
+    outside_legend(ax, ncol=2)
+    return ax
+
+
+def plot_class_scores(runs: dict[str, dict[str, Any]], classes, ncols: int = 5,
+                      title: str | None = None):
+    """One small panel per class: that class's score over training in each run (``{label:
+    results}``); a class that one run loses while the other keeps shows at a glance."""
+    import math
+    import matplotlib.pyplot as plt
+    rows = math.ceil(len(classes) / ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(1.55 * ncols + 0.4, 1.6 * rows + 0.9),
+                             sharex=True, sharey=True, squeeze=False)
+    for label, res in runs.items():
+        steps, per = class_scores(res)
+        for c, ax in enumerate(axes.flat[:len(classes)]):
+            ax.plot(steps, [100 * v for v in per[c]], lw=1.2, label=label)
+    for c, ax in enumerate(axes.flat):
+        if c >= len(classes):
+            ax.set_visible(False)
+            continue
+        ax.set_title(str(classes[c]), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_ylim(0, 100)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def class_changes(a: dict[str, Any], b: dict[str, Any], classes) -> list[dict[str, Any]]:
+    """Per class, the last score of run ``a`` and run ``b`` and b's gain over a, largest loss
+    first."""
+    (_, pa), (_, pb) = class_scores(a), class_scores(b)
+    rows = [{"class": str(name), "a": pa[c][-1], "b": pb[c][-1], "gain": pb[c][-1] - pa[c][-1]}
+            for c, name in enumerate(classes)]
+    return sorted(rows, key=lambda r: r["gain"])
+
+
+def describe_trial(name: str, res: dict[str, Any], what: str = "validation score") -> str:
+    """One sentence on a trial's curve, computed from it: its last value, and its peak where it
+    ended lower."""
+    steps, vals = curve(res)
+    c = curve_shape(steps, vals)
+    text = f"{name}: {100 * c['last']:.1f} at step {c['last_step']}"
+    if c["shape"] == "peaked":
+        text += (f", after a peak of {100 * c['peak']:.1f} at step {c['peak_step']} "
+                 f"({100 * c['fall']:.1f} points lost)")
+    return text
+
+
+def describe_ablation(task: str, method: str, classes, official: str | None = None,
+                      chosen: str | None = None) -> str:
+    """The method's official trial against its chosen one, in words computed from the files:
+    each curve's end (and peak), the gap, and the classes that moved most."""
+    from .tuning import SWEEPS, choices
+    runs = trials(task, method)
+    official = official or next(iter(SWEEPS[task][method]))
+    chosen = chosen or choices(task).get(method)
+    if official not in runs or chosen not in runs:
+        return f"{method}: its sweep has not finished."
+    if official == chosen:
+        return (f"{method}: the official value was the best of its sweep: "
+                f"{describe_trial(official, runs[official])}.")
+    a, b = runs[official], runs[chosen]
+    gain = 100 * (curve(b)[1][-1] - curve(a)[1][-1])
+    moved = [r for r in class_changes(a, b, classes) if abs(r["gain"]) >= 0.05]
+    text = (f"{describe_trial(official, a)}; {describe_trial(chosen, b)}: "
+            f"{gain:+.1f} points for the chosen value.")
+    if moved:
+        text += " By class (last evaluation, official then chosen): " + ", ".join(
+            f"{r['class']} {100 * r['a']:.0f} -> {100 * r['b']:.0f}" for r in moved) + "."
+    return text

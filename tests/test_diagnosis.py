@@ -1,0 +1,69 @@
+"""The sweep's ablations and per-class curves read from results files (synthetic histories)."""
+
+import pytest
+
+from semibook import diagnosis, tuning
+
+
+def run(curve, per_class, key="class_acc", metric="acc"):
+    """A results dict whose evaluations at steps 500, 1000, ... carry ``curve`` and the
+    per-class scores ``per_class`` (one list per evaluation)."""
+    hist = [{"kind": "train", "step": 1}]
+    for i, (v, pc) in enumerate(zip(curve, per_class)):
+        hist.append({"kind": "eval", "step": 500 * (i + 1), metric: v, key: pc})
+    return {"metric": metric, "history": hist, "last": {metric: curve[-1]},
+            "best": {metric: max(curve)}, "elapsed_s": 60.0, "finished": True}
+
+
+def test_class_scores_reads_accuracy_or_iou_per_class():
+    r = run([0.5, 0.6], [[0.1, 0.9], [0.2, 0.8]])
+    assert diagnosis.class_scores(r) == ([500, 1000], [[0.1, 0.2], [0.9, 0.8]])
+    s = run([0.3, 0.4], [[0.9, 0.1, 0.0], [0.95, 0.2, 0.1]], key="iou", metric="miou")
+    assert diagnosis.class_scores(s) == ([500, 1000], [[0.9, 0.95], [0.1, 0.2], [0.0, 0.1]])
+    assert diagnosis.curve(s) == ([500, 1000], [0.3, 0.4])
+
+
+@pytest.fixture
+def sweep(monkeypatch):
+    """MixMatch's sweep with an official trial that peaks and falls as class 'shirt' collapses,
+    and a chosen trial that keeps rising."""
+    names = list(tuning.SWEEPS["classification"]["mixmatch"])
+    files = {names[0]: run([0.60, 0.70, 0.65], [[0.7, 0.6], [0.8, 0.5], [0.85, 0.2]]),
+             names[1]: run([0.55, 0.70, 0.78], [[0.6, 0.5], [0.8, 0.6], [0.85, 0.7]]),
+             names[2]: run([0.50, 0.60, 0.70], [[0.5, 0.5], [0.6, 0.6], [0.7, 0.7]]),
+             names[3]: run([0.50, 0.60, 0.72], [[0.5, 0.5], [0.6, 0.6], [0.7, 0.7]])}
+    monkeypatch.setattr(tuning, "result", lambda task, m, t: files.get(t) if m == "mixmatch"
+                        else None)
+    return names
+
+
+def test_the_ablation_names_the_peak_the_gain_and_the_class_that_collapsed(sweep):
+    text = diagnosis.describe_ablation("classification", "mixmatch", ["pullover", "shirt"])
+    assert f"{sweep[0]}: 65.0 at step 1500, after a peak of 70.0 at step 1000 (5.0 points lost)" \
+        in text
+    assert f"{sweep[1]}: 78.0 at step 1500" in text and "peak" not in text.split(";")[1]
+    assert "+13.0 points for the chosen value" in text
+    assert "shirt 20 -> 70" in text and "pullover" not in text  # moved by under 5 points
+
+
+def test_the_ablation_says_so_when_the_official_value_won(sweep, monkeypatch):
+    monkeypatch.setattr(tuning, "choices", lambda task: {"mixmatch": sweep[0]})
+    text = diagnosis.describe_ablation("classification", "mixmatch", ["pullover", "shirt"])
+    assert text.startswith("mixmatch: the official value was the best of its sweep")
+
+
+def test_an_unfinished_sweep_is_said_to_be_unfinished(monkeypatch):
+    monkeypatch.setattr(tuning, "result", lambda *a: None)
+    assert "not finished" in diagnosis.describe_ablation("segmentation", "cps", ["bg"])
+
+
+def test_plots_draw_one_line_per_trial_and_one_panel_per_class(sweep):
+    import matplotlib
+    matplotlib.use("Agg")
+    ax = diagnosis.plot_trials("classification", "mixmatch", baseline=False)
+    assert len(ax.get_lines()) == 4 and ax.get_lines()[0].get_linestyle() == "--"
+    runs = diagnosis.trials("classification", "mixmatch")
+    fig = diagnosis.plot_class_scores(runs, ["pullover", "shirt"], ncols=3)
+    shown = [a for a in fig.axes if a.get_visible()]
+    assert [a.get_title() for a in shown] == ["pullover", "shirt"] and len(fig.axes) == 3
+    assert all(len(a.get_lines()) == 4 for a in shown)

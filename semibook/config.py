@@ -222,7 +222,7 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     """Build a validated config. ``profile=None`` reads ``$SEMIBOOK_PROFILE`` (default ``full``).
 
     In the ``full`` profile on the embedded datasets the method's recipe is followed by the
-    trial its hyper-parameter sweep chose (:data:`semibook.tuning.CHOSEN`); ``tuned=False``
+    trial its hyper-parameter sweep chose (:data:`semibook.sweeps.CHOSEN`); ``tuned=False``
     gives the recipe alone (the sweep's own starting point)."""
     from .data import DATASETS, dataset_info
     from .methods import get_method_class
@@ -249,9 +249,9 @@ def make_config(method: str, dataset: str = "fashion-mnist", labels: int = 250, 
     hparams = dict(recipe.pop("hparams", {}))
     values.update(recipe)
     if tuned and profile == "full":
-        from . import tuning
-        if tuning.DATASET[info.task] == dataset:
-            chosen = tuning.chosen_overrides(info.task, method)
+        from .sweeps import DATASET as TUNED_ON, chosen_overrides
+        if TUNED_ON[info.task] == dataset:
+            chosen = chosen_overrides(info.task, method)
             hparams.update(chosen.pop("hparams", {}))
             values.update(chosen)
     given = overrides.pop("hparams", {}) or {}

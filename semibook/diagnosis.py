@@ -143,3 +143,30 @@ def describe_ablation(task: str, method: str, classes, official: str | None = No
         text += " By class (last evaluation, official then chosen): " + ", ".join(
             f"{r['class']} {100 * r['a']:.0f} -> {100 * r['b']:.0f}" for r in moved) + "."
     return text
+
+
+def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None:
+    """A chapter's tuning section in one call: the method's trials (table and curves against
+    the baseline), each class's score under the official and the chosen value, the ablation in
+    words and, with ``pair``, the confirmation-bias read-out of the official trial."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+    from .tracking import describe_collapse
+    from .tuning import SWEEPS, choices, markdown
+    display(Markdown(markdown(task, [method])))
+    runs = trials(task, method)
+    if not runs:
+        print(f"{method}: no trial of its sweep has finished.")
+        return
+    plot_trials(task, method)
+    plt.show()
+    official, chosen = next(iter(SWEEPS[task][method])), choices(task).get(method)
+    if chosen and chosen != official and official in runs:
+        plot_class_scores({f"official: {official}": runs[official],
+                           f"chosen: {chosen}": runs[chosen]}, classes,
+                          title=f"{method}: each class's validation score over training")
+        plt.show()
+    print(describe_ablation(task, method, classes))
+    if pair and official in runs:
+        print(describe_collapse(runs[official]["history"], pair, classes,
+                                "the official trial's model"))

@@ -104,6 +104,20 @@ def choices(task: str) -> dict[str, str]:
     return {r["method"]: r["trial"] for r in rows if r["chosen"] and r["method"] in done}
 
 
+def against_markdown(task: str) -> str:
+    """:func:`against_supervised` as a table: the pilot before the long runs."""
+    unit = "accuracy" if task == "classification" else "mIoU"
+    lines = [f"| method | chosen trial | validation {unit} (%) | against supervised (points) |",
+             "|---|---|---|---|"]
+    for r in against_supervised(task):
+        if r["gain"] is None:
+            lines.append(f"| {r['method']} | not finished | - | - |")
+        else:
+            lines.append(f"| {r['method']} | {r['trial']} | {100 * r['last']:.1f} | "
+                         f"{100 * r['gain']:+.1f} |")
+    return "\n".join(lines)
+
+
 def against_supervised(task: str) -> list[dict[str, Any]]:
     """Each method's chosen trial against the supervised baseline's chosen trial, on the
     validation images at seed 0: the pilot that says whether the method is ahead before the
@@ -116,12 +130,20 @@ def against_supervised(task: str) -> list[dict[str, Any]]:
             for m in SWEEPS[task] if m != "supervised"]
 
 
-def markdown(task: str) -> str:
-    """The sweep as a table: each trial's validation score (%), the choice in bold."""
+def markdown(task: str, methods=None) -> str:
+    """The sweep as a table (of ``methods`` only, when given): each trial's validation score
+    (%), the choice in bold (once the method's trials have all finished)."""
     lines = ["| method | trial | validation, last | validation, best | seconds |",
              "|---|---|---|---|---|"]
     pct = lambda v: "not run" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    for r in table(task):
+    rows = table(task)
+    for m in {r["method"] for r in rows}:  # a choice among unfinished trials is not shown
+        if any(r["last"] is None for r in rows if r["method"] == m):
+            for r in rows:
+                r["chosen"] = r["chosen"] and r["method"] != m
+    for r in rows:
+        if methods and r["method"] not in methods:
+            continue
         name = f"**{r['trial']}** (chosen)" if r["chosen"] else r["trial"]
         secs = "-" if r["elapsed_s"] is None else f"{r['elapsed_s']:.0f}"
         lines.append(f"| {r['method']} | {name} | {pct(r['last'])} | {pct(r['best'])} | {secs} |")

@@ -67,3 +67,35 @@ def test_plots_draw_one_line_per_trial_and_one_panel_per_class(sweep):
     shown = [a for a in fig.axes if a.get_visible()]
     assert [a.get_title() for a in shown] == ["pullover", "shirt"] and len(fig.axes) == 3
     assert all(len(a.get_lines()) == 4 for a in shown)
+
+
+def test_a_chapters_tuning_section_shows_table_curves_panels_and_words(sweep, capsys,
+                                                                         monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(
+        sum(a.get_visible() for a in plt.gcf().axes)))
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    diagnosis.show_sweep("classification", "mixmatch", ["pullover", "shirt"])
+    table, curves, panels = shown
+    assert table.count("\n") == 5 and "**" in table  # header, rule, four trials; a choice
+    assert curves == 1 and panels == 2  # the trials' axes; one panel per class
+    assert "+13.0 points for the chosen value" in capsys.readouterr().out
+
+
+def test_the_pilot_table_gives_each_methods_gain_over_the_baseline(monkeypatch):
+    names = {m: list(t) for m, t in tuning.SWEEPS["classification"].items()}
+    score = {("supervised", names["supervised"][1]): 0.60, ("mixmatch", names["mixmatch"][2]): 0.75}
+
+    def fake(task, m, t):
+        v = score.get((m, t), 0.5)
+        return {"metric": "acc", "last": {"acc": v}, "best": {"acc": v}, "elapsed_s": 1.0}
+    monkeypatch.setattr(tuning, "result", fake)
+    rows = {r["method"]: r for r in tuning.against_supervised("classification")}
+    assert rows["mixmatch"]["trial"] == names["mixmatch"][2]
+    assert abs(rows["mixmatch"]["gain"] - 0.15) < 1e-9
+    assert abs(rows["mean_teacher"]["gain"] - (0.5 - 0.6)) < 1e-9
+    md = tuning.against_markdown("classification")
+    assert f"| mixmatch | {names['mixmatch'][2]} | 75.0 | +15.0 |" in md

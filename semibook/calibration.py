@@ -57,6 +57,40 @@ def runs(task: str) -> list[tuple[str, int]]:
     return [("supervised", n), ("supervised", TABLES[task].ceiling_labels - VALIDATION[task])]
 
 
+# the fields a candidate chooses; the schedule and the methods' values are the sweep's
+SIZES = ("dataset", "arch", "steps", "batch_l", "batch_u", "crop_size", "validation")
+
+
+def chosen(task: str) -> str | None:
+    """The candidate whose sizes the full profile has (None: none has them)."""
+    method, labels = runs(task)[0]
+    want = make_config(method, DATASET[task], labels, 0, "full",
+                       validation=VALIDATION[task]).to_dict()
+    return next((c for c in CANDIDATES[task] if all(
+        config(task, c, method, labels).to_dict()[k] == want[k] for k in SIZES)), None)
+
+
+def room(task: str) -> list[dict[str, Any]]:
+    """Per candidate with both runs finished: the ceiling and the smallest split's last
+    validation score, the points between them, and whether the ceiling reaches the target
+    (:data:`CEILING`) and the room :data:`ROOM` points."""
+    out = []
+    for row in table(task):
+        if row["supervised"] and row["ceiling"]:
+            m = row["ceiling"]["metric"]
+            top, low = row["ceiling"]["last"][m], row["supervised"]["last"][m]
+            out.append({"candidate": row["candidate"], "ceiling": top, "smallest": low,
+                        "room": top - low, "ceiling_met": top >= CEILING[task],
+                        "room_met": top - low >= ROOM, "seconds": row["ceiling"]["elapsed_s"]})
+    return out
+
+
+# what a candidate must leave the methods: the ceiling, and the points below it at the
+# smallest split
+CEILING = {"classification": 0.90, "segmentation": 0.60}
+ROOM = 0.20
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
 

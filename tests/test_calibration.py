@@ -22,7 +22,7 @@ def test_each_committed_calibration_file_is_a_run_of_its_candidate():
 
 def test_exactly_one_candidate_per_task_is_the_full_profile():
     # the candidates vary the task and the sizes; the schedule is the tuning's
-    sizes = ("dataset", "arch", "steps", "batch_l", "batch_u", "crop_size", "validation")
+    sizes = cal.SIZES
     for task in cal.CANDIDATES:
         for method, labels in cal.runs(task):
             want = sb.make_config(method, cal.DATASET[task], labels, 0, "full",
@@ -30,6 +30,7 @@ def test_exactly_one_candidate_per_task_is_the_full_profile():
             same = [c for c in cal.CANDIDATES[task] if all(
                 cal.config(task, c, method, labels).to_dict()[k] == want[k] for k in sizes)]
             assert len(same) == 1, (task, method, same)
+            assert cal.chosen(task) == same[0]
 
 
 def test_calibration_runs_score_on_held_out_training_images():
@@ -116,3 +117,16 @@ def test_full_profile_is_the_chosen_trial_without_the_validation_split(monkeypat
     # a caller's override still wins over the chosen trial
     hp = {**got["hparams"], "burn_in": 7}
     assert sb.make_config(method, "fashion-scenes", 20, 0, "full", hparams=hp).hparams["burn_in"] == 7
+
+
+def test_room_reads_each_finished_candidate_against_the_targets(monkeypatch):
+    def fake(task, cand, method, labels):
+        top = labels > 100
+        v = {"wrn-10-1, 3000 steps, 32+32, cosine": (0.55, 0.875),
+             "wrn-16-1, 3000 steps, 32+32, cosine": (0.70, 0.905)}[cand][top]
+        return {"metric": "acc", "last": {"acc": v}, "elapsed_s": 10.0}
+    monkeypatch.setattr(cal, "result", fake)
+    rows = {r["candidate"].split(",")[0]: r for r in cal.room("classification")}
+    assert not rows["wrn-10-1"]["ceiling_met"] and rows["wrn-10-1"]["room_met"]
+    assert rows["wrn-16-1"]["ceiling_met"] and not rows["wrn-16-1"]["room_met"]
+    assert abs(rows["wrn-16-1"]["room"] - 0.205) < 1e-9

@@ -102,7 +102,7 @@ def results_path(task: str, candidate: str, method: str, labels: int) -> Path:
 def config(task: str, candidate: str, method: str, labels: int):
     over = dict(CANDIDATES[task][candidate])
     return make_config(method, over.pop("dataset", DATASET[task]), labels, 0, "full",
-                       validation=VALIDATION[task], **over)
+                       validation=VALIDATION[task], eval_subset=0, **over)
 
 
 def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], None] = print,

@@ -37,8 +37,9 @@ def config(task: str, method: str, trial: str):
     """The trial's config: the full profile's recipe (before any tuning) at seed 0 on the
     table's smallest split, scored on the validation images, with the trial's overrides."""
     base = make_config(method, DATASET[task], LABELS[task], 0, "full", tuned=False)
+    # every evaluation scores every validation image: the trials' curves are the evidence
     return make_config(method, DATASET[task], LABELS[task], 0, "full", tuned=False,
-                       validation=VALIDATION[task],
+                       validation=VALIDATION[task], eval_subset=0,
                        **merged(base.hparams, SWEEPS[task][method][trial]))
 
 

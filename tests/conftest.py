@@ -71,14 +71,14 @@ def tiny(fake_fashion):
     return dict(data_root=str(fake_fashion), eval_size=0, track_size=64)
 
 
-def tiny_scenes_loader(fashion_root):
+def tiny_scenes_loader(fashion_root, variant="v2"):
     """A fashion-scenes loader of 64 train and 32 val scenes from a Fashion-MNIST tree (also
     installed by the subprocess drivers of test_reliability.py)."""
     from semibook.data.scenes import make_scenes
 
     def load(root, download):
-        x_tr, y_tr = make_scenes("train", 64, root=str(fashion_root))
-        x_te, y_te = make_scenes("val", 32, root=str(fashion_root))
+        x_tr, y_tr = make_scenes("train", 64, root=str(fashion_root), variant=variant)
+        x_te, y_te = make_scenes("val", 32, root=str(fashion_root), variant=variant)
         return (x_tr, y_tr.long(), x_te, y_te.long()), "tiny fake scenes"
     return load
 
@@ -98,6 +98,17 @@ def tiny_scenes(fake_fashion, monkeypatch):
     monkeypatch.setitem(data._LOADERS, "fashion-scenes", tiny_scenes_loader(fake_fashion))
     monkeypatch.setitem(data._WEAK, "fashion-scenes",  # the boxes of those very scenes
                         lambda root, n: data._scene_weak_labels(data.V2, str(fake_fashion), n))
+    return dict(eval_size=0, track_size=8)
+
+
+@pytest.fixture
+def tiny_scenes_v1(fake_fashion, monkeypatch):
+    """fashion-scenes-v1 (the first, eleven-class scenes) from the fake Fashion-MNIST tree,
+    64 train and 32 val scenes."""
+    import semibook.data as data
+    monkeypatch.setitem(data._LOADERS, "fashion-scenes-v1", tiny_scenes_loader(fake_fashion, "v1"))
+    monkeypatch.setitem(data._WEAK, "fashion-scenes-v1",
+                        lambda root, n: data._scene_weak_labels(data.V1, str(fake_fashion), n))
     return dict(eval_size=0, track_size=8)
 
 

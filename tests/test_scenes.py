@@ -209,3 +209,19 @@ def test_bad_arguments_raise_config_error(fake_fashion, kwargs, words):
     for fn in (make_scenes, load_scenes):
         with pytest.raises(ConfigError, match=words):
             fn(root=str(fake_fashion), **kwargs)
+
+
+def test_the_book_scenes_draw_each_kind_equally_often_the_first_ones_each_picture(fake_source):
+    x, y, _, _ = fake_source
+    kinds = {V1.name: [], V2.name: []}
+    for v in (V1, V2):
+        for i in range(300):
+            rng = np.random.default_rng([0, 0, i])
+            make_background(rng, 64)
+            kinds[v.name] += [layer.label for layer in draw_layers(x, y, rng, 64, v)]
+    share = np.bincount(kinds["v2"], minlength=5)[1:] / len(kinds["v2"])
+    assert np.abs(share - 0.25).max() < 0.06, share  # four kinds, a quarter each
+    # the first scenes draw pictures uniformly: a kind as common as its source pictures
+    expect = np.bincount(y, minlength=10) / len(y)
+    got = np.bincount(kinds["v1"], minlength=11)[1:] / len(kinds["v1"])
+    assert np.abs(got - expect).max() < 0.06

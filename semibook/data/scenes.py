@@ -1,8 +1,8 @@
 """fashion-scenes: a small segmentation dataset built from Fashion-MNIST.
 
 Each scene is a colour picture, 64 x 64 pixels by default, showing one to three pieces of
-clothing (Fashion-MNIST items) lying on a textured cloth. Every item is enlarged (1.2 to 2.0
-times its 28 x 28 size), dyed with a random bright colour and dropped at a random place; items
+clothing (Fashion-MNIST items, each kind equally common) lying on a textured cloth. Every item
+is enlarged (1.2 to 2.0 times its 28 x 28 size), dyed with a random bright colour and dropped at a random place; items
 may overlap, and one near the border may be partly cut off. The cloth underneath is not plain:
 it is a soft blend of one or two colours with a faint stripe or checkerboard weave and a little
 grain, so that "bright pixel = object" does not solve the task.
@@ -72,6 +72,9 @@ class Variant:
     label_of: tuple[int, ...]
     scale_range: tuple[float, float]
     items_range: tuple[int, int]
+    # each item's kind drawn first, uniformly over the classes, then a picture of that kind
+    # (False: a picture drawn uniformly, so a kind is as common as its Fashion-MNIST classes)
+    balanced: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -82,12 +85,14 @@ class Variant:
 # pixels. At the book's budget (a U-Net on a ResNet-10-T, 1,800 steps of 8 crops) every label
 # gave 25.5 mIoU: telling a shirt from a T-shirt, a pullover and a coat at this size is beyond it.
 V1 = Variant("v1", ("background",) + FASHION_CLASSES, tuple(range(1, 11)), (0.8, 1.6), (2, 4))
-# The book's scenes: the ten classes merged into the five kinds a shape tells apart at a glance
+# The book's scenes: the ten classes merged into the four kinds a shape tells apart at a glance
 # (tops: T-shirt, pullover, dress, coat, shirt; trousers; footwear: sandal, sneaker, ankle
-# boot; bags), one to three larger items (34 to 56 pixels), so the task is learnable in the
-# budget and the labeled split, not the model's size, limits what supervised training reaches.
+# boot; bags), one to three larger items (34 to 56 pixels), each kind equally common (drawn
+# as plain pictures, half the items would be tops and a tenth bags), so the task is learnable
+# in the budget and the labeled split, not the model's size, limits what supervised training
+# reaches. Chapter 6's calibration measures each choice.
 V2 = Variant("v2", ("background", "top", "trouser", "footwear", "bag"),
-             (1, 2, 1, 1, 1, 3, 1, 3, 4, 3), (1.2, 2.0), (1, 3))
+             (1, 2, 1, 1, 1, 3, 1, 3, 4, 3), (1.2, 2.0), (1, 3), balanced=True)
 VARIANTS = {v.name: v for v in (V1, V2)}
 DEFAULT_VARIANT = V2
 SCENE_CLASSES = DEFAULT_VARIANT.classes
@@ -183,7 +188,12 @@ def draw_layers(items_x: np.ndarray, items_y: np.ndarray, rng: np.random.Generat
     """Draw the items of one scene: how many, which source images, their scale, tint, place."""
     v = variant_of(variant)
     k = int(rng.integers(v.items_range[0], v.items_range[1] + 1))
-    idx = rng.integers(0, len(items_x), size=k)
+    if v.balanced:
+        pools = _pools(np.asarray(items_y), v)
+        idx = [p[rng.integers(len(p))] for p in (pools[c - 1] for c in
+                                                   rng.integers(1, v.num_classes, size=k))]
+    else:
+        idx = rng.integers(0, len(items_x), size=k)
     layers = []
     for i in idx:
         grey = np.asarray(items_x[i], dtype=np.float64).reshape(items_x.shape[-2:]) / 255.0
@@ -197,6 +207,20 @@ def draw_layers(items_x: np.ndarray, items_y: np.ndarray, rng: np.random.Generat
         left = int(rng.integers(-slack_w, size - side_w + slack_w + 1))
         layers.append(Layer(intensity, colour, top, left, v.label_of[int(items_y[i])]))
     return layers
+
+
+_POOLS: dict[tuple, list[np.ndarray]] = {}
+
+
+def _pools(items_y: np.ndarray, v: Variant) -> list[np.ndarray]:
+    """The source pictures of each item class of ``v`` (its label 1, 2, ...), kept per source
+    array: a scene's draw must not scan every label again."""
+    key = (items_y.__array_interface__["data"][0], items_y.shape, v.name)
+    if key not in _POOLS:
+        label = np.asarray(v.label_of)[items_y.astype(np.int64)]
+        _POOLS.clear()  # one source at a time: the train or the test pictures
+        _POOLS[key] = [np.flatnonzero(label == c) for c in range(1, v.num_classes)]
+    return _POOLS[key]
 
 
 def compose(background: np.ndarray, layers: list[Layer]) -> tuple[np.ndarray, np.ndarray]:
@@ -371,7 +395,9 @@ def cache_path(split: str, n: int, size: int, seed: int, source_hash: str,
                kind: str = "", variant: Variant | str = DEFAULT_VARIANT) -> Path:
     kind = f"{kind}-" if kind else ""
     v = variant_of(variant)
-    tag = "" if v is V1 else f"{v.name}-"  # the first scenes keep their files' names
+    # the first scenes keep their files' names; another variant's name carries its definition
+    tag = "" if v == V1 else \
+        f"{v.name}-{hashlib.sha1(repr(v).encode()).hexdigest()[:6]}-"
     name = (f"fashion-scenes-{kind}{tag}v{FORMAT_VERSION}-{split}-n{n}-s{size}-seed{seed}-"
             f"{source_hash}.npz")
     return cache_dir() / "scenes" / name

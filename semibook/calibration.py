@@ -101,8 +101,9 @@ def results_path(task: str, candidate: str, method: str, labels: int) -> Path:
 
 def config(task: str, candidate: str, method: str, labels: int):
     over = dict(CANDIDATES[task][candidate])
+    # the recipe before the sweep's choice: the calibration chose the sizes first
     return make_config(method, over.pop("dataset", DATASET[task]), labels, 0, "full",
-                       validation=VALIDATION[task], eval_subset=0, **over)
+                       tuned=False, validation=VALIDATION[task], eval_subset=0, **over)
 
 
 def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], None] = print,

@@ -88,7 +88,10 @@ SWEEPS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 # overrides on the task's embedded dataset (:func:`chosen_overrides`); a method not listed
 # keeps its recipe.
 CHOSEN: dict[str, dict[str, str]] = {
-    "classification": {},
+    "classification": {
+        "supervised": "Adam 0.004, cosine decay",
+        "mixmatch": "ramp-up 1/64 of training (official)",
+    },
     "segmentation": {},
 }
 

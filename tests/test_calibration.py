@@ -63,7 +63,7 @@ def test_tuning_trials_are_scored_on_held_out_training_images_and_the_first_is_o
             first, *rest = trials
             official = sb.make_config(method, {"classification": "fashion-mnist",
                                                "segmentation": "fashion-scenes"}[task],
-                                      LABELS[task], 0, "full")
+                                      LABELS[task], 0, "full", tuned=False)
             cfg = config(task, method, first)
             assert cfg.validation == VALIDATION[task] and cfg.labels == LABELS[task]
             assert cfg.hparams == official.hparams and cfg.lr == official.lr
@@ -110,7 +110,9 @@ def test_full_profile_is_the_chosen_trial_without_the_validation_split(monkeypat
     monkeypatch.setitem(tuning.CHOSEN, task, {method: trial})
     got = sb.make_config(method, "fashion-scenes", 20, 0, "full").to_dict()
     want = tuning.config(task, method, trial).to_dict()
-    assert got == {**want, "validation": 0} and got != before.to_dict()
+    # the trials score every validation image; the profile's runs a subset until the last
+    assert got == {**want, "validation": 0, "eval_subset": before.eval_subset}
+    assert got != before.to_dict()
     # the recipe alone, the user's other datasets and the other profiles are untouched
     assert sb.make_config(method, "fashion-scenes", 20, 0, "full", tuned=False) == before
     assert sb.make_config(method, "fashion-scenes-v1", 20, 0, "full").hparams == before.hparams

@@ -69,8 +69,9 @@ def test_dry_run_prints_the_device_command_and_writes_every_stage(isolated, fake
     assert set(stages["bench"]["cases"]) == {"mixmatch-paper", "cps-paper", "supervised-full",
                                              "mixmatch-full", "mean_teacher-full"}
     runs = stages["reproduce"]["runs"]
-    assert [(x["run"], x["status"]) for x in runs] == [("fashion-mnist_250_supervised_seed0",
-                                                        "done")]
+    from semibook.reproduce import TABLE_LABELS
+    first = f"fashion-mnist_{TABLE_LABELS['classification'][0]}_supervised_seed0"
+    assert [(x["run"], x["status"]) for x in runs] == [(first, "done")]
 
     files = sorted(p.name for p in out.iterdir())
     assert files == ["bench.json", "cuda-tests.xml", "gpu-check.json", "gpu-check.log",
@@ -78,13 +79,16 @@ def test_dry_run_prints_the_device_command_and_writes_every_stage(isolated, fake
     # the dry run's cut-down runs (overrides) have results names of their own (issue 28)
     from semibook.config import make_config
     from semibook.engine.results import result_name
-    dry_name = result_name(make_config("supervised", "fashion-mnist", 250, 0, "full", steps=2,
+    n = TABLE_LABELS["classification"][0]
+    dry_name = result_name(make_config("supervised", "fashion-mnist", n, 0, "full", steps=2,
                                        eval_every=2, eval_size=64))
     assert "_full-custom-" in dry_name
     with tarfile.open(out / "results-dry-cpu.tar.gz") as tar:
         assert tar.getnames() == [
             f"results/dry-cpu/{dry_name}",
-            "results/dry-cpu/bench.json", "splits/fashion-mnist_250_seed0.json"]
+            "results/dry-cpu/bench.json",
+            # the bench's cases train on 250 labels, the table's runs on its smallest split
+            "splits/fashion-mnist_250_seed0.json", f"splits/fashion-mnist_{n}_seed0.json"]
         res = json.load(tar.extractfile(tar.getnames()[0]))
     assert res["finished"] and res["config"]["steps"] == 2 and res["device"].startswith("cpu")
     assert not (ROOT / "results" / "dry-cpu").exists()

@@ -84,16 +84,15 @@ def test_calibrate_refuses_unknown_candidates_and_methods():
     from semibook.calibration import calibrate
     with pytest.raises(ConfigError, match="unknown candidate 'bogus'"):
         calibrate("classification", ["bogus"])
-    with pytest.raises(ConfigError, match="unknown method 'bogus'; choose one of: mixmatch, "
-                                          "supervised"):
+    with pytest.raises(ConfigError, match="unknown method 'bogus'; choose one of: supervised"):
         calibrate("classification", methods=["bogus"])
 
 
 def _calibration_file(text: str):
     """The first classification candidate's supervised calibration file, holding ``text``."""
-    from semibook.calibration import CANDIDATES, results_path
+    from semibook.calibration import CANDIDATES, results_path, runs
     cand = next(iter(CANDIDATES["classification"]))
-    p = results_path("classification", cand, "supervised", 250)
+    p = results_path("classification", cand, "supervised", runs("classification")[0][1])
     p.parent.mkdir(parents=True)
     p.write_text(text)
     return cand, p

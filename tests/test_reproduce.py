@@ -343,9 +343,9 @@ def test_chapter_verdicts_say_how_they_count_then_one_paragraph_per_label_count(
     assert all("no verdict" in t for t in text[1:])
 
 
-def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs():
+def test_timing_sums_core_hours_against_the_limit_and_names_the_longest_run():
     t = rp.Table("seg", "fashion-scenes", ("supervised", "soft_teacher"), (20,),
-                 full_labels=100, added=("soft_teacher",))
+                 full_labels=100)
     run = lambda m, s, secs: {"method": m, "labels": 20, "seed": s, "elapsed_s": secs,
                               "device": "cpu"}
     got = {"table": t, "by_labels": {20: {"supervised": [run("supervised", 0, 900.0)],
@@ -353,16 +353,14 @@ def test_timing_keeps_the_budget_of_the_first_methods_and_adds_chapter_7s_runs()
                                                            run("soft_teacher", 1, 960.0)]}},
            "ceiling": [run("supervised", 0, 900.0)], "runs": 6,
            "entries": rp.entries(t, seeds=(0, 1))}
-    assert rp.timing(got, "core")["sum_s"] == 1800.0 and rp.timing(got, "core")["of"] == 4
-    added = rp.timing(got, "added")
-    assert added["sum_s"] == 1560.0 and added["of"] == 2 and added["max_s"] == 960.0
-    text = rp.timing_markdown({"seg": got}, budget_h=0.2, max_run_min=15)
-    assert "| seg: chapter 7's methods | 2 of 2 | 0.43 h | 0.22 h | 16.0 min" in text
-    # 0.25 h of the first methods' runs two at a time: over 0.2 h; 16 min: over 15
-    assert "0.25 h of the first methods' runs (above 0.2 h)" in text
-    assert "longest run 16.0 min (above the limit)" in text
-    assert "within" not in text
-    assert "(within 0.3 h)" in rp.timing_markdown({"seg": got}, budget_h=0.3, max_run_min=15)
+    tm = rp.timing(got)
+    assert tm["sum_s"] == 3360.0 and tm["runs"] == 4 and tm["of"] == 6 and tm["max_s"] == 960.0
+    text = rp.timing_markdown({"seg": got}, budget_core_h=0.9, max_run_min=15)
+    assert "| seg | 4 of 6 | 0.93 h | 0.47 h | 16.0 min (soft_teacher, 20 labels, seed 1) |" in text
+    assert "For the 4 finished runs: 0.93 core-hours (above the limit)" in text
+    assert "longest run 16.0 min (above the limit)" in text and "within" not in text
+    assert "0.93 core-hours (within the limit)" in rp.timing_markdown({"seg": got},
+                                                                      budget_core_h=1.0)
     # two seeds of soft_teacher, the same work: 600 s and 960 s
     assert "differ by up to 1.60 times (soft_teacher, 20 labels: 600 s to 960 s)" in text
     one_seed = {**got, "by_labels": {20: {"supervised": [run("supervised", 0, 900.0)]}}}

@@ -35,7 +35,8 @@ class MixMatch(SemiMethod):
     def recipe(cls, profile, dataset):
         # λ_u ramp-up: 1024 kimg of the official 2^20 steps x 64 images, i.e. 1/64 of training.
         # the EMA averages over ~1/1000 of the official run; the full profile's 3,000 steps
-        # would need 0.997, and 0.99 (about 100 steps) is the calibrated value (chapter 6)
+        # would need 0.997; 0.99 (about 100 steps) was the first profile's calibrated value
+        # (results/v1-profile/calibration/: with 0.999 the evaluated average lagged the model)
         ema = 0.99 if profile == "full" else 0.999
         return dict(optimizer="adam", lr=0.002, decoupled_wd=0.02, ema_decay=ema,
                     hparams=dict(K=2, T=0.5, alpha=0.75, lambda_u=75.0, rampup_frac=1 / 64))

@@ -19,7 +19,7 @@ student's view x_s is a strong photometric view of the same crop, so pixels corr
      weights, which we follow);
   3. loss = CE(S(x_l), y_l) + alpha L_u, alpha = 4 (the code's unsup_weight);
   4. after the step T <- EMA(S), decay 0.999 in the official code (0.99 at this CPU size,
-     1,800 steps, as the book's segmentation Mean Teacher).
+     3,000 steps, as the book's segmentation Mean Teacher).
 The student is evaluated, as the official code's test configuration does (the teacher is
 evaluated beside it). Batches: 1 labeled to 4 unlabeled (the code's sample_ratio [1, 4]).
 Left out, and why: box jittering for regression uncertainty (a detection-only idea, a pixel

@@ -46,17 +46,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import Config, ConfigError, make_config
-from .data import DatasetInfo, ImageSet, dataset_info
-from .data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
-from .engine.checkpoint import atomic_write_text
-from .engine.evaluate import Trainer
-from .engine.results import _git_commit, _versions
-from .engine.fit import prepare
-from .engine.step import build_optimizer, speed_options, train_step
-from .engine.seed import device_name, host_info, numpy_rng, pick_device, torch_generator
-from .methods.base import Batch
-from .paths import cache_dir, results_dir
+from ..config import Config, ConfigError, make_config
+from ..data import DatasetInfo, ImageSet, dataset_info
+from ..data.transforms import normalize, pad_crop_flip, paired_scale_crop_flip
+from ..engine.checkpoint import atomic_write_text
+from ..engine.evaluate import Trainer
+from ..engine.results import _git_commit, _versions
+from ..engine.fit import prepare
+from ..engine.step import build_optimizer, speed_options, train_step
+from ..engine.seed import device_name, host_info, numpy_rng, pick_device, torch_generator
+from ..methods.base import Batch
+from ..paths import cache_dir, results_dir
 
 
 @dataclass(frozen=True)
@@ -555,7 +555,7 @@ def add_parser(sub) -> None:
 def check_args(args: argparse.Namespace) -> None:
     """The command line's values (``bench`` and ``bench --levers``), before anything is built
     or timed (one line each)."""
-    from .checks import check_device
+    from ..checks import check_device
     for name, low in (("steps", 1), ("warmup", 0), ("ref_workers", 0), ("curve", 0),
                       ("batch", 1), ("rounds", 1)):
         v = getattr(args, name, None)
@@ -577,7 +577,7 @@ def main(args: argparse.Namespace) -> int:
     check_args(args)
     extra = dict(batch_l=args.batch, batch_u=args.batch) if args.batch else {}
     if args.fast:  # our step with the chosen CPU speed setting (the reference stays as it is)
-        from .config import FAST
+        from ..config import FAST
         extra.update(FAST)
     run_bench(args.cases, args.steps, args.warmup, args.device, args.quick,
               not args.no_reference, args.ref_workers, args.curve, args.data_root, args.out,

@@ -169,4 +169,4 @@ def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None
     print(describe_ablation(task, method, classes))
     if pair and official in runs:
         print(describe_collapse(runs[official]["history"], pair, classes,
-                                "the official trial's model"))
+                                "the official run"))

@@ -461,3 +461,45 @@ def chapter_verdicts(table: str, methods: list[str], profile: str = "full") -> s
             "differences.")
     lines = [verdict_markdown(got, n, m) for n in got["table"].labels for m in methods]
     return "\n\n".join([lead, *lines])
+
+
+def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
+    """The benchmark's conclusion, computed from :func:`collect` ed tables: per table, at its
+    smallest split, which methods beat supervised-only training by more than two standard
+    deviations of the per-seed differences and which do not, the largest share of the
+    supervised-to-full-supervision gap a method closes there, and the ceiling."""
+    import statistics
+    out = []
+    for name, got in tables.items():
+        t = got["table"]
+        n = min(t.labels)
+        vs = [v for m in t.methods if m != CEILING_METHOD
+              for v in [verdict(got, n, m)] if v is not None]
+        if not vs:
+            out.append(f"**{name}:** no finished pair of runs at {n} labels yet.")
+            continue
+        unit = "%" if vs[0]["metric"] == "acc" else " mIoU"
+        won = [v["method"] for v in vs if v["shown"]]
+        lost = [v["method"] for v in vs if not v["shown"]]
+        top = max((v for v in vs if v["gap_closed"] is not None),
+                  key=lambda v: v["gap_closed"], default=None)
+        ceiling = [r["last"][r["metric"]] for r in got["ceiling"]]
+        text = (f"**{name}, {n} labels:** "
+                + (f"{', '.join(won)} beat{'s' if len(won) == 1 else ''} supervised-only "
+                   f"training by more than two standard deviations" if won else
+                   "no method beats supervised-only training by more than two standard "
+                   "deviations")
+                + (f"; {', '.join(lost)} do{'es' if len(lost) == 1 else ''} not" if lost else "")
+                + ".")
+        if top is not None:
+            text += (f" The largest share of the gap to full supervision closed: "
+                     f"{100 * top['gap_closed']:.0f}% ({top['method']}, "
+                     f"{100 * top['gain']:+.1f} points).")
+        if ceiling:
+            text += (f" Every label: {100 * statistics.fmean(ceiling):.1f}{unit} over "
+                     f"{len(ceiling)} seed{'s' if len(ceiling) > 1 else ''}.")
+        missing = got["runs"] - timing(got)["runs"]
+        if missing:
+            text += f" {missing} of the table's {got['runs']} runs have not finished."
+        out.append(text)
+    return "\n\n".join(out)

@@ -409,3 +409,25 @@ def test_curve_shape_reads_rising_peaked_and_flat_curves():
     assert "still rising" not in describe_shape(steps, peaked)
     assert describe_shape(steps, flat, "mIoU") == \
         "its mIoU was level over its last evaluations (to step 3000)"
+
+
+def test_the_conclusion_names_winners_losers_the_largest_gap_share_and_the_ceiling():
+    t = rp.Table("cls", "fashion-mnist", ("supervised", "mixmatch", "mean_teacher"), (40, 250))
+    run = lambda m, s, v: {"method": m, "labels": 40, "seed": s, "metric": "acc",
+                           "last": {"acc": v}, "elapsed_s": 10.0, "device": "cpu"}
+    sup = [run("supervised", s, v) for s, v in enumerate((0.55, 0.57, 0.56))]
+    mm = [run("mixmatch", s, v) for s, v in enumerate((0.73, 0.74, 0.745))]
+    mt = [run("mean_teacher", s, v) for s, v in enumerate((0.60, 0.55, 0.58))]
+    got = {"table": t, "by_labels": {40: {"supervised": sup, "mixmatch": mm,
+                                          "mean_teacher": mt}},
+           "ceiling": [run("supervised", s, 0.90) for s in range(3)], "runs": 21,
+           "entries": rp.entries(t)}
+    text = rp.conclusion_markdown({"classification": got})
+    assert text.startswith("**classification, 40 labels:** mixmatch beats supervised-only")
+    assert "; mean_teacher does not." in text
+    # mixmatch: gain (0.18 + 0.17 + 0.185) / 3 = 0.1783 of a gap 0.90 - 0.56 = 0.34: 52%
+    assert "52% (mixmatch, +17.8 points)" in text
+    assert "Every label: 90.0% over 3 seeds." in text
+    assert "9 of the table's 21 runs have not finished." in text
+    empty = {**got, "by_labels": {}}
+    assert "no finished pair of runs at 40 labels yet" in rp.conclusion_markdown({"c": empty})

@@ -167,6 +167,8 @@ def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None
                           title=f"{method}: each class's validation score over training")
         plt.show()
     print(describe_ablation(task, method, classes))
+    for name, res in runs.items():  # every trial's curve: where it ended, and what it lost
+        print("  " + describe_trial(name, res))
     if pair and official in runs:
         print(describe_collapse(runs[official]["history"], pair, classes,
                                 "the official run"))

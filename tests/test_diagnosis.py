@@ -83,7 +83,9 @@ def test_a_chapters_tuning_section_shows_table_curves_panels_and_words(sweep, ca
     table, curves, panels = shown
     assert table.count("\n") == len(sweep) + 1 and "**" in table  # header, rule, trials; a choice
     assert curves == 1 and panels == 2  # the trials' axes; one panel per class
-    assert "+13.0 points for the chosen value" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "+13.0 points for the chosen value" in out
+    assert out.count("\n  ") == len(sweep)  # one line per trial
 
 
 def test_the_pilot_table_gives_each_methods_gain_over_the_baseline(monkeypatch):

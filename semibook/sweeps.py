@@ -96,9 +96,12 @@ SWEEPS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 CHOSEN: dict[str, dict[str, str]] = {
     "classification": {
         "supervised": "Adam 0.004, cosine decay",
-        "mixmatch": "ramp-up 1/64 of training (official)",
+        "mixmatch": "official values, Adam 0.004, cosine decay",
+        "mean_teacher": "ramp-up 1,000 steps, burn-in 300",
     },
-    "segmentation": {},
+    "segmentation": {
+        "cps_cutmix": "no burn-in (official)",
+    },
 }
 
 

@@ -100,6 +100,7 @@ CHOSEN: dict[str, dict[str, str]] = {
         "mean_teacher": "ramp-up 1,000 steps, burn-in 300",
     },
     "segmentation": {
+        "supervised": "Adam 6e-3, poly",
         "cps_cutmix": "no burn-in (official)",
     },
 }

@@ -102,6 +102,7 @@ CHOSEN: dict[str, dict[str, str]] = {
     "segmentation": {
         "supervised": "Adam 6e-3, poly",
         "cps_cutmix": "no burn-in (official)",
+        "dual_teacher": "no burn-in (official)",
     },
 }
 

@@ -103,6 +103,7 @@ CHOSEN: dict[str, dict[str, str]] = {
         "supervised": "Adam 6e-3, poly",
         "cps_cutmix": "no burn-in (official)",
         "dual_teacher": "no burn-in (official)",
+        "dual_branch": "lambda_weak 2",
     },
 }
 

@@ -109,7 +109,7 @@ def class_changes(a: dict[str, Any], b: dict[str, Any], classes) -> list[dict[st
     return sorted(rows, key=lambda r: r["gain"])
 
 
-def describe_trial(name: str, res: dict[str, Any], what: str = "validation score") -> str:
+def describe_trial(name: str, res: dict[str, Any]) -> str:
     """One sentence on a trial's curve, computed from it: its last value, and its peak where it
     ended lower."""
     steps, vals = curve(res)

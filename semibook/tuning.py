@@ -79,7 +79,8 @@ def tune(task: str, methods=None, echo: Callable[[str], None] = print,
 
 def table(task: str) -> list[dict[str, Any]]:
     """One row per trial: method, trial, its validation score (last and best, None: not run),
-    and whether it is the method's choice (the best last score among its finished trials)."""
+    and whether it is the method's choice: the best last score, once every trial of the
+    method has finished (a choice among some of the trials is none)."""
     rows = []
     for method, trials in SWEEPS[task].items():
         mine = []
@@ -90,19 +91,15 @@ def table(task: str) -> list[dict[str, Any]]:
                          "last": res["last"][metric] if res else None,
                          "best": res["best"][metric] if res else None,
                          "elapsed_s": res["elapsed_s"] if res else None, "chosen": False})
-        done = [r for r in mine if r["last"] is not None]
-        if done:
-            max(done, key=lambda r: r["last"])["chosen"] = True
+        if all(r["last"] is not None for r in mine):
+            max(mine, key=lambda r: r["last"])["chosen"] = True
         rows += mine
     return rows
 
 
 def choices(task: str) -> dict[str, str]:
     """The trial each method's finished sweep chooses (methods with every trial finished)."""
-    rows = table(task)
-    done = {m for m in SWEEPS[task]
-            if all(r["last"] is not None for r in rows if r["method"] == m)}
-    return {r["method"]: r["trial"] for r in rows if r["chosen"] and r["method"] in done}
+    return {r["method"]: r["trial"] for r in table(task) if r["chosen"]}
 
 
 def against_markdown(task: str) -> str:
@@ -123,8 +120,9 @@ def against_supervised(task: str) -> list[dict[str, Any]]:
     """Each method's chosen trial against the supervised baseline's chosen trial, on the
     validation images at seed 0: the pilot that says whether the method is ahead before the
     long runs. Rows of methods whose sweep (or the baseline's) is unfinished have None."""
-    rows, pick = table(task), choices(task)
-    score = {r["method"]: r["last"] for r in rows if r["chosen"] and r["method"] in pick}
+    chosen = [r for r in table(task) if r["chosen"]]
+    pick = {r["method"]: r["trial"] for r in chosen}
+    score = {r["method"]: r["last"] for r in chosen}
     base = score.get("supervised")
     return [{"method": m, "trial": pick.get(m), "last": score.get(m),
              "gain": None if base is None or m not in score else score[m] - base}
@@ -137,12 +135,7 @@ def markdown(task: str, methods=None) -> str:
     lines = ["| method | trial | validation, last | validation, best | seconds |",
              "|---|---|---|---|---|"]
     pct = lambda v: "not run" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    rows = table(task)
-    for m in {r["method"] for r in rows}:  # a choice among unfinished trials is not shown
-        if any(r["last"] is None for r in rows if r["method"] == m):
-            for r in rows:
-                r["chosen"] = r["chosen"] and r["method"] != m
-    for r in rows:
+    for r in table(task):
         if methods and r["method"] not in methods:
             continue
         name = f"**{r['trial']}** (chosen)" if r["chosen"] else r["trial"]

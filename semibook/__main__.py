@@ -106,6 +106,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("task", choices=("classification", "segmentation"))
     t.add_argument("--methods", nargs="+", default=None, help="only these methods' trials")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--allow-code-change", action="store_true", help="resume interrupted "
+                   "runs even though semibook's code changed since their checkpoints")
     c = sub.add_parser("calibrate", help="the full profile's calibration runs (seed 0) of each "
                        "candidate size, into results/calibration/")
     c.add_argument("task", choices=("classification", "segmentation"))
@@ -113,6 +115,8 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="names from semibook.calibration.CANDIDATES (default: all)")
     c.add_argument("--methods", nargs="+", default=None, help="only the runs of these methods")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--allow-code-change", action="store_true", help="resume interrupted "
+                   "runs even though semibook's code changed since their checkpoints")
     d = sub.add_parser("demo", help="labels alone against label spreading on Fashion-MNIST, "
                        "about a minute on a CPU (a demo, not the benchmark)")
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
@@ -355,11 +359,13 @@ def main(argv: list[str] | None = None) -> int:
             return _reproduce(args)
         if args.command == "tune":
             from .tuning import tune
-            tune(args.task, args.methods, progress=not args.quiet)
+            tune(args.task, args.methods, progress=not args.quiet,
+                 allow_code_change=args.allow_code_change)
             return 0
         if args.command == "calibrate":
             from .calibration import calibrate
-            calibrate(args.task, args.candidates, args.methods, progress=not args.quiet)
+            calibrate(args.task, args.candidates, args.methods, progress=not args.quiet,
+                      allow_code_change=args.allow_code_change)
             return 0
         if args.command == "demo":
             for seed in args.seeds:

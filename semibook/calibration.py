@@ -107,7 +107,7 @@ def config(task: str, candidate: str, method: str, labels: int):
 
 
 def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], None] = print,
-              progress: bool = False) -> None:
+              progress: bool = False, allow_code_change: bool = False) -> None:
     """Run every missing calibration run of ``task`` (resuming interrupted ones); ``methods``
     keeps only the runs of those methods."""
     from .engine.run import run_to_file
@@ -128,7 +128,7 @@ def calibrate(task: str, candidates=None, methods=None, echo: Callable[[str], No
             echo(f"{'resuming' if (run_dir / 'checkpoint.pt').exists() else 'training'} "
                  f"{cand}: {method} {labels}")
             run_to_file(config(task, cand, method, labels), run_dir, out, {"candidate": cand},
-                        progress)
+                        progress, allow_code_change)
 
 
 def result(task: str, candidate: str, method: str, labels: int) -> dict[str, Any] | None:

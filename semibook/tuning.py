@@ -59,8 +59,9 @@ def result(task: str, method: str, trial: str) -> dict[str, Any] | None:
 
 
 def tune(task: str, methods=None, echo: Callable[[str], None] = print,
-         progress: bool = False) -> None:
-    """Run every missing trial of ``task`` (of ``methods`` only, when given)."""
+         progress: bool = False, allow_code_change: bool = False) -> None:
+    """Run every missing trial of ``task`` (of ``methods`` only, when given; an interrupted
+    trial resumes, across a change of the code only with ``allow_code_change``)."""
     from .engine.run import run_to_file
     for m in methods or ():  # a misspelt method would otherwise run nothing, silently
         choose("method", m, SWEEPS[task])
@@ -74,7 +75,7 @@ def tune(task: str, methods=None, echo: Callable[[str], None] = print,
             run_dir = runs_dir() / "tuning" / task / method / _slug(trial)
             echo(f"training {method}: {trial}")
             run_to_file(config(task, method, trial), run_dir, results_path(task, method, trial),
-                        {"trial": trial}, progress)
+                        {"trial": trial}, progress, allow_code_change)
 
 
 def table(task: str) -> list[dict[str, Any]]:

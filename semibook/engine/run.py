@@ -109,13 +109,14 @@ def run_or_load(cfg: Config, progress: bool = True) -> dict[str, Any]:
 
 
 def run_to_file(cfg: Config, run_dir: Path, out: Path, extra: dict[str, Any],
-                progress: bool = False) -> dict[str, Any]:
+                progress: bool = False, allow_code_change: bool = False) -> dict[str, Any]:
     """Train ``cfg`` in ``run_dir`` (resuming it where a checkpoint is left) and, finished,
     write its results with ``extra`` keys to ``out``: a calibration run's or a tuning trial's
     results file (``results/calibration/``, ``results/tuning/``)."""
     _refuse_foreign(out)
     resume = (run_dir / "checkpoint.pt").exists()
-    res = fit(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+    res = fit(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress,
+              allow_code_change=allow_code_change)
     if res.get("finished"):
         res.update(extra)
         out.parent.mkdir(parents=True, exist_ok=True)

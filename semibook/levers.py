@@ -225,6 +225,19 @@ def _write_report(report: dict[str, Any], out: Path | str) -> None:
     _write(Path(out), {k: v for k, v in report.items() if k != "out"})
 
 
+def keep_curves(report: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """``report`` with each case's loss curves carried over from ``previous`` (the committed
+    report it replaces) where this run measured none, each marked with the run that measured
+    it (``curves["measured"]``: its time and commit), so a re-timing without ``--curve`` does
+    not drop the evidence that the chosen setting trains the same model."""
+    for name, case in report["cases"].items():
+        old = ((previous or {}).get("cases") or {}).get(name, {}).get("curves")
+        if old and "curves" not in case:
+            case["curves"] = {**old, "measured": old.get("measured") or {
+                "time": previous.get("time"), "git_commit": previous.get("git_commit")}}
+    return report
+
+
 def main(args) -> int:
     """``python -m semibook bench --levers`` (the bench's options); with ``--curve STEPS``,
     the chosen setting's loss curves against the reference's (:func:`precision_curves`),
@@ -250,6 +263,9 @@ def main(args) -> int:
                   f" ({'within' if c['within_seed_spread'] else 'OUTSIDE'} the seed spread)")
             _write_report(report, work)
     if final is not None:
+        if final.exists():
+            import json
+            keep_curves(report, json.loads(final.read_text()))
         _write_report(report, final)
         work.unlink(missing_ok=True)
         print(f"wrote {final}")

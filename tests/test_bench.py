@@ -270,3 +270,22 @@ def test_precision_curves_compare_the_chosen_setting_with_the_reference_on_the_s
     gap = np.mean([np.mean(np.abs(np.array(fast[s]) - np.array(ref[s]))) for s in ("0", "1")])
     assert c["chosen_vs_reference_gap"] == pytest.approx(gap)  # window 1 at 6 steps
     assert c["within_seed_spread"] == (c["chosen_vs_reference_gap"] <= c["seed_to_seed_gap"])
+
+
+def test_a_re_timing_without_curves_keeps_the_earlier_curves_with_their_provenance():
+    from semibook.levers import keep_curves
+    curves = {"steps": 500, "within_seed_spread": True}
+    old = {"time": "2026-01-02T03:04:05", "git_commit": "abc",
+           "cases": {"a-full": {"curves": curves}, "gone-full": {"curves": curves}}}
+    new = {"time": "2026-02-03", "git_commit": "def",
+           "cases": {"a-full": {"levers": {}}, "b-full": {"levers": {}},
+                     "c-full": {"curves": {"steps": 100}}}}
+    keep_curves(new, old)
+    assert new["cases"]["a-full"]["curves"] == {**curves, "measured": {
+        "time": "2026-01-02T03:04:05", "git_commit": "abc"}}
+    assert "curves" not in new["cases"]["b-full"] and "gone-full" not in new["cases"]
+    assert new["cases"]["c-full"]["curves"] == {"steps": 100}  # measured now: kept as it is
+    # carried twice, the first run's provenance stays
+    again = keep_curves({"time": "t3", "git_commit": "ghi", "cases": {"a-full": {}}}, new)
+    assert again["cases"]["a-full"]["curves"]["measured"]["git_commit"] == "abc"
+    assert keep_curves({"cases": {"a-full": {}}}, None) == {"cases": {"a-full": {}}}

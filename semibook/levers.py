@@ -183,8 +183,17 @@ def levers_summary(report: dict[str, Any]) -> str:
             f"({hi}) as fast as the reference; ")
     text += (f"under x1.5: {', '.join(under)}. " if under else "every case reaches x1.5. ")
     if worst:
+        over = [f"{k} ({v:.1%})" for k, v in shares.items() if v > 0.05]
         text += (f"With intermediate evaluations on the fixed subset, evaluation takes at most "
-                 f"{shares[worst]:.1%} of a run ({worst}). ")
+                 f"{shares[worst]:.1%} of a run ({worst}); "
+                 + (f"over 5 %: {', '.join(over)}. " if over else "every case at most 5 %. "))
+    runs = {k: c["evaluation"]["run_speedup"] for k, c in cases.items()
+            if "run_speedup" in c.get("evaluation", {})}
+    if runs:
+        lo_r, hi_r = min(runs, key=runs.get), max(runs, key=runs.get)
+        text += (f"A whole run (its steps and evaluations) is x{runs[lo_r]:.2f} ({lo_r}) to "
+                 f"x{runs[hi_r]:.2f} ({hi_r}) as fast as on the reference path, which evaluated "
+                 f"every point on every test image in float32. ")
     text += (f"torch.compile paid within a run for {', '.join(paid)}." if paid else
              "torch.compile paid within a run for no case (its compile time is not won back, "
              "or its step is not faster).")

@@ -248,14 +248,17 @@ def test_levers_table_and_summary_read_the_report():
                            "chosen": {"median_s": ref / chosen, "speedup": chosen},
                            "compile": {"median_s": ref, "speedup": 1.0, "compile_s": compile_s,
                                        "pays_within_run": pays}},
-                "evaluation": {"reference_share": 0.12, "share_subset_then_whole": share},
+                "evaluation": {"reference_share": 0.12, "share_subset_then_whole": share,
+                               "run_speedup": chosen + 0.5},
                 "threads": {"two_thread_speedup": 1.3}}
     rep = {"cases": {"a-full": case(0.1, 1.8, 0.03), "b-full": case(0.2, 1.4, 0.06)}}
     table = levers_table(rep)
     assert "| a-full | 100 |" in table and "x1.80" in table and "12.0% → 3.0%" in table
     text = levers_summary(rep)
     assert "x1.40 (b-full) to x1.80 (a-full)" in text and "under x1.5: b-full (x1.40)" in text
-    assert "at most 6.0% of a run (b-full)" in text and "paid within a run for no case" in text
+    assert "at most 6.0% of a run (b-full); over 5 %: b-full (6.0%)." in text
+    assert "x1.90 (b-full) to x2.30 (a-full) as fast as on the reference path" in text
+    assert "paid within a run for no case" in text
 
 
 def test_precision_curves_compare_the_chosen_setting_with_the_reference_on_the_same_batches(tiny):

@@ -106,7 +106,7 @@ def test_the_pilot_table_gives_each_methods_gain_over_the_baseline(monkeypatch):
 
 def test_an_archive_folder_is_grouped_like_the_book_s_tables_and_read_seed_by_seed(monkeypatch):
     import semibook.engine.results as er
-    from semibook.reproduce import verdict
+    from semibook.verdicts import verdict
 
     def res(method, seed, last, labels=40, finished=True, dataset="fashion-mnist"):
         r = run([last], [[last]])

@@ -16,6 +16,7 @@ import pytest
 
 import semibook as sb
 import semibook.reproduce as rp
+import semibook.verdicts as vd
 from semibook.engine.results import result_name
 from semibook.config import ConfigError
 from semibook.report import aggregate, results_table
@@ -160,15 +161,15 @@ def test_collect_and_aggregate_match_a_hand_computation(small, trained, isolated
     got = rp.collect(TINY, seeds=SEEDS)
     assert [e.method for e in got["missing"]] == ["supervised"] * 2 + ["mean_teacher"] * 2 \
         + ["supervised"] * 2  # the table's own (default) configs were never run here
-    note = rp.missing_markdown(rp.collect(TINY, seeds=SEEDS)).splitlines()
+    note = vd.missing_markdown(rp.collect(TINY, seeds=SEEDS)).splitlines()
     assert note[0] == "6 of 6 runs of the `tiny` table have no finished results file of the " \
         "`full` profile yet:"
     assert "| supervised (fully supervised) | 400 | 0, 1 |" in note
     assert note[-1].startswith("`.venv/bin/python -m semibook reproduce tiny` runs them")
     got = rp.collect(TINY, seeds=SEEDS, overrides=small)
     assert got["missing"] == [] and sorted(got["by_labels"]) == [20]
-    assert rp.missing_markdown(got) == ""
-    assert rp.table_markdown(got, 20) == results_table(
+    assert vd.missing_markdown(got) == ""
+    assert vd.table_markdown(got, 20) == results_table(
         {**got["by_labels"][20], "fully supervised (400 labels)": got["ceiling"]},
         "supervised", "fully supervised (400 labels)")
     res = {**got["by_labels"][20], "full": got["ceiling"]}
@@ -285,22 +286,22 @@ def test_verdict_is_paired_over_seeds_and_needs_two_standard_deviations():
                               "mt": [res(0, 0.30), res(1, 0.28), res(2, 0.25)],
                               "worse": [res(0, 0.14), res(1, 0.25), res(2, 0.19)]}},
            "ceiling": [res(0, 0.60), res(1, 0.62), res(2, 0.58)]}
-    v = rp.verdict(got, 50, "cps")  # per-seed gains 0.06, 0.05, 0.06: steady
+    v = vd.verdict(got, 50, "cps")  # per-seed gains 0.06, 0.05, 0.06: steady
     assert v["gain"] == pytest.approx(0.17 / 3) and v["shown"] is True
     assert v["gap_closed"] == pytest.approx((0.17 / 3) / (0.60 - 0.25))
-    w = rp.verdict(got, 50, "mt")  # gains 0.10, -0.02, 0.00: a positive mean, but noise
+    w = vd.verdict(got, 50, "mt")  # gains 0.10, -0.02, 0.00: a positive mean, but noise
     assert w["gain"] == pytest.approx(0.08 / 3) and w["shown"] is False
-    assert "(met)" in rp.verdict_markdown(got, 50, "cps")
-    assert "(NOT met)" in rp.verdict_markdown(got, 50, "mt")
-    assert w["loss_shown"] is False and "a loss" not in rp.verdict_markdown(got, 50, "mt")
-    x = rp.verdict(got, 50, "worse")  # per-seed losses 0.06, 0.05, 0.06: a steady loss
+    assert "(met)" in vd.verdict_markdown(got, 50, "cps")
+    assert "(NOT met)" in vd.verdict_markdown(got, 50, "mt")
+    assert w["loss_shown"] is False and "a loss" not in vd.verdict_markdown(got, 50, "mt")
+    x = vd.verdict(got, 50, "worse")  # per-seed losses 0.06, 0.05, 0.06: a steady loss
     assert x["shown"] is False and x["loss_shown"] is True
     assert "(NOT met); it is more than two standard deviations below it, a loss the seeds " \
-        "agree on." in rp.verdict_markdown(got, 50, "worse")
+        "agree on." in vd.verdict_markdown(got, 50, "worse")
     one = {"by_labels": {50: {"supervised": [res(0, 0.2)], "cps": [res(0, 0.3)]}}, "ceiling": []}
-    assert rp.verdict(one, 50, "cps")["shown"] is False
-    assert "not known yet" in rp.verdict_markdown(one, 50, "cps")
-    assert rp.verdict(got, 200, "cps") is None and "no verdict" in rp.verdict_markdown(got, 200, "cps")
+    assert vd.verdict(one, 50, "cps")["shown"] is False
+    assert "not known yet" in vd.verdict_markdown(one, 50, "cps")
+    assert vd.verdict(got, 200, "cps") is None and "no verdict" in vd.verdict_markdown(got, 200, "cps")
 
 
 def test_a_verdict_not_met_gives_the_measured_facts():
@@ -315,7 +316,7 @@ def test_a_verdict_not_met_gives_the_measured_facts():
         "mixmatch": [res(0, [0.3, 0.5, 0.60, 0.65, 0.71], agree=(0.8, 0.6)),
                      res(1, [0.3, 0.5, 0.6, 0.7, 0.70])]}},
         "ceiling": [res(0, [0.9] * 5)]}
-    text = rp.verdict_markdown(got, 250, "mixmatch")
+    text = vd.verdict_markdown(got, 250, "mixmatch")
     assert "(NOT met)" in text and "Measured on seed 0, to explain it:" in text
     assert "for the method, its accuracy was still rising at its last evaluation (step 500)" \
         in text
@@ -337,7 +338,7 @@ def test_entries_keep_only_the_label_counts_asked_for():
 def test_chapter_verdicts_say_how_they_count_then_one_paragraph_per_label_count(monkeypatch):
     monkeypatch.setattr(rp, "collect", lambda table, profile: {
         "table": rp.TABLES[table], "by_labels": {}, "ceiling": []})
-    text = rp.chapter_verdicts("segmentation", ["cps"]).split("\n\n")
+    text = vd.chapter_verdicts("segmentation", ["cps"]).split("\n\n")
     assert text[0].startswith("Over the benchmark's seeds") and "two standard deviations" in text[0]
     assert len(text) == 1 + len(rp.TABLE_LABELS["segmentation"])
     assert all("no verdict" in t for t in text[1:])
@@ -353,18 +354,18 @@ def test_timing_sums_core_hours_against_the_limit_and_names_the_longest_run():
                                                            run("soft_teacher", 1, 960.0)]}},
            "ceiling": [run("supervised", 0, 900.0)], "runs": 6,
            "entries": rp.entries(t, seeds=(0, 1))}
-    tm = rp.timing(got)
+    tm = vd.timing(got)
     assert tm["sum_s"] == 3360.0 and tm["runs"] == 4 and tm["of"] == 6 and tm["max_s"] == 960.0
-    text = rp.timing_markdown({"seg": got}, budget_core_h=0.9, max_run_min=15)
+    text = vd.timing_markdown({"seg": got}, budget_core_h=0.9, max_run_min=15)
     assert "| seg | 4 of 6 | 0.93 h | 0.47 h | 16.0 min (soft_teacher, 20 labels, seed 1) |" in text
     assert "For the 4 finished runs: 0.93 core-hours (above the limit)" in text
     assert "longest run 16.0 min (above the limit)" in text and "within" not in text
-    assert "0.93 core-hours (within the limit)" in rp.timing_markdown({"seg": got},
+    assert "0.93 core-hours (within the limit)" in vd.timing_markdown({"seg": got},
                                                                       budget_core_h=1.0)
     # two seeds of soft_teacher, the same work: 600 s and 960 s
     assert "differ by up to 1.60 times (soft_teacher, 20 labels: 600 s to 960 s)" in text
     one_seed = {**got, "by_labels": {20: {"supervised": [run("supervised", 0, 900.0)]}}}
-    assert "differ" not in rp.timing_markdown({"seg": one_seed})
+    assert "differ" not in vd.timing_markdown({"seg": one_seed})
 
 
 def test_contributions_compare_a_method_with_another_baseline_seed_by_seed(isolated):
@@ -381,7 +382,7 @@ def test_contributions_compare_a_method_with_another_baseline_seed_by_seed(isola
             path = isolated / "results" / f"fashion-scenes_20_{method}_seed{seed}_full.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(res))
-    text = rp.contributions_markdown("segmentation", [
+    text = vd.contributions_markdown("segmentation", [
         ("dual_branch", "supervised", "the box labels"),
         ("dual_branch_teacher", "dual_branch", "the teacher")])
     # per-seed gains 10 and 14 points: mean 12, standard deviation 2.83, so shown
@@ -422,7 +423,7 @@ def test_the_conclusion_names_winners_losers_the_largest_gap_share_and_the_ceili
                                           "mean_teacher": mt}},
            "ceiling": [run("supervised", s, 0.90) for s in range(3)], "runs": 21,
            "entries": rp.entries(t)}
-    text = rp.conclusion_markdown({"classification": got})
+    text = vd.conclusion_markdown({"classification": got})
     assert text.startswith("**classification, 40 labels:** mixmatch beats supervised-only")
     assert "; mean_teacher does not." in text
     # mixmatch: gain (0.18 + 0.17 + 0.185) / 3 = 0.1783 of a gap 0.90 - 0.56 = 0.34: 52%
@@ -430,4 +431,4 @@ def test_the_conclusion_names_winners_losers_the_largest_gap_share_and_the_ceili
     assert "Every label: 90.0% over 3 seeds." in text
     assert "9 of the table's 21 runs have not finished." in text
     empty = {**got, "by_labels": {}}
-    assert "no finished pair of runs at 40 labels yet" in rp.conclusion_markdown({"c": empty})
+    assert "no finished pair of runs at 40 labels yet" in vd.conclusion_markdown({"c": empty})

@@ -1,0 +1,299 @@
+"""What the benchmark's results say, in words and tables: each table's Markdown (mean ± std over
+seeds, the gain over supervised-only training and the share of the gap to full supervision it
+closes), the paired verdict of a method against supervised-only training, the facts from a
+run's history that bear on it, the time limits checked against the files, and the chapters'
+verdicts and chapter 6's conclusion. :mod:`semibook.reproduce` plans and runs the tables;
+everything here reads the results files it wrote (:func:`semibook.reproduce.collect`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import reproduce as rp
+from .reproduce import CEILING_METHOD, CLI
+
+
+def table_markdown(got: dict[str, Any], labels: int) -> str:
+    """The Markdown table of one label count of a :func:`collect` ed table: mean ± std over
+    seeds, the gain over supervised-only and the share of the gap to the fully supervised
+    ceiling that each method closes (see :func:`semibook.report.results_table`)."""
+    from .report import results_table
+
+    runs = dict(got["by_labels"].get(labels, {}))
+    if not runs:
+        return f"No finished run with {labels} labels yet."
+    ceiling = None
+    if got["ceiling"]:
+        ceiling = f"fully supervised ({got['table'].ceiling_labels} labels)"
+        runs[ceiling] = got["ceiling"]
+    return results_table(runs, baseline=CEILING_METHOD, ceiling=ceiling)
+
+
+def missing_markdown(got: dict[str, Any]) -> str:
+    """Which runs of a :func:`collect` ed table have no results file yet, and the commands
+    that produce them ('' when none is missing)."""
+    missing, t, profile = got["missing"], got["table"], got["profile"]
+    if not missing:
+        return ""
+    groups: dict[tuple[str, int, bool], list[int]] = {}
+    for e in missing:
+        groups.setdefault((e.method, e.labels, e.ceiling), []).append(e.seed)
+    lines = [f"{len(missing)} of {got['runs']} runs of the `{t.name}` table have no finished "
+             f"results file of the `{profile}` profile yet:", "",
+             "| method | labels | seeds without results |", "|---|---|---|"]
+    lines += [f"| {m}{' (fully supervised)' if c else ''} | {n} | {', '.join(map(str, s))} |"
+              for (m, n, c), s in groups.items()]
+    flag = "" if profile == "full" else f" --profile {profile}"
+    lines += ["", f"`{CLI} reproduce {t.name}{flag}` runs them and skips the "
+              f"finished ones; a single run: `{missing[0].command(profile)}`."]
+    return "\n".join(lines)
+
+
+def verdict(got: dict[str, Any], labels: int, method: str,
+            baseline: str = CEILING_METHOD) -> dict[str, Any] | None:
+    """Whether ``method`` beats supervised-only training at ``labels`` labels in a
+    :func:`collect` ed table, from the last evaluation of each seed both have finished.
+
+    The seeds share their split, so the comparison is paired: the gain is the mean over seeds of
+    (method - supervised), and it counts as shown when it exceeds two standard deviations of
+    those per-seed differences (at least two seeds). ``gap_closed`` is the share of the
+    baseline-to-fully-supervised gap that the mean gain closes. ``baseline``: another method
+    of the table in supervised-only training's place. None: nothing to compare."""
+    import statistics
+
+    runs = got["by_labels"].get(labels, {})
+    if method not in runs or baseline not in runs:
+        return None
+    last = lambda r: r["last"][r["metric"]]
+    by_seed = {r["seed"]: last(r) for r in runs[method]}
+    base = {r["seed"]: last(r) for r in runs[baseline]}
+    seeds = sorted(set(by_seed) & set(base))
+    if not seeds:
+        return None
+    diffs = [by_seed[s] - base[s] for s in seeds]
+    gain = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+    ceiling = [last(r) for r in got["ceiling"]]
+    sup_mean = statistics.fmean(base[s] for s in seeds)
+    width = statistics.fmean(ceiling) - sup_mean if ceiling else None
+    return {"method": method, "labels": labels, "seeds": seeds, "gain": gain, "sd": sd,
+            "shown": sd is not None and gain > 2 * sd,
+            "loss_shown": sd is not None and gain < -2 * sd, "metric": runs[method][0]["metric"],
+            "gap_closed": gain / width if width and width > 0 else None}
+
+
+def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
+    """One sentence, computed from the results files, saying whether ``method`` beats
+    supervised-only training (see :func:`verdict`) and what share of the gap it closes."""
+    v = verdict(got, labels, method)
+    if v is None:
+        return (f"No finished pair of {method} and supervised runs with {labels} labels yet, so "
+                f"no verdict.")
+    unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
+    seeds = f"{len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''} ({', '.join(map(str, v['seeds']))})"
+    gain = f"{100 * v['gain']:+.2f} {unit}"
+    if v["sd"] is None:
+        text = (f"**{method}, {labels} labels:** {gain} over supervised-only training on "
+                f"{seeds}; a single seed has no spread, so whether it beats supervised by more "
+                f"than two standard deviations is not known yet.")
+    else:
+        text = (f"**{method}, {labels} labels:** {gain} over supervised-only training (mean of "
+                f"the per-seed differences over {seeds}, standard deviation "
+                f"{100 * v['sd']:.2f}): "
+                + ("it beats supervised by more than two standard deviations (met)."
+                   if v["shown"] else
+                   "not more than two standard deviations above supervised (NOT met)"
+                   + ("; it is more than two standard deviations below it, a loss the seeds "
+                      "agree on." if v["loss_shown"] else ".")))
+    if v["gap_closed"] is not None:
+        text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
+                 f"training and full supervision.")
+    if not v["shown"]:
+        facts = measured_facts(got["by_labels"][labels][method][0],
+                               got["by_labels"][labels][CEILING_METHOD][0])
+        if facts:
+            text += " Measured on seed " + str(got["by_labels"][labels][method][0]["seed"]) + \
+                ", to explain it: " + "; ".join(facts) + "."
+    return text
+
+
+def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Facts from one run's history (and its supervised baseline's) that bear on why a method
+    did not beat supervised: the shape of each test curve (still rising at the end, peaked
+    earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
+    pseudo labels were at the end."""
+    from .report import describe_shape
+
+    key = res["metric"]
+    out = []
+    for name, r in (("the method", res), ("supervised-only training", base)):
+        ev = [h for h in r.get("history", []) if h["kind"] == "eval"]
+        if len(ev) >= 2:
+            shape = describe_shape([h["step"] for h in ev], [h[key] for h in ev],
+                                   "accuracy" if key == "acc" else "mIoU")
+            out.append(f"for {name}, {shape}")
+    last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
+    if last:
+        pair, a = next(iter(last["agreement"].items()))
+        prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
+        out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
+                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
+                   f"{100 * prec:.1f}% of the labels it agreed on were right")
+    return out
+
+
+def timing(got: dict[str, Any]) -> dict[str, Any]:
+    """The elapsed times that a :func:`collect` ed table's results files record (training and
+    evaluation, as each run measured itself): count, sum, and the longest run."""
+    runs = [r for rs in got["by_labels"].values() for rr in rs.values() for r in rr]
+    runs += got["ceiling"]
+    secs = [r["elapsed_s"] for r in runs]
+    longest = max(runs, key=lambda r: r["elapsed_s"]) if runs else None
+    return {"runs": len(runs), "of": got["runs"], "sum_s": sum(secs),
+            "max_s": longest["elapsed_s"] if longest else None,
+            "longest": (f"{longest['method']}, {longest['labels']} labels, seed {longest['seed']}"
+                        if longest else None),
+            "devices": sorted({r["device"] for r in runs})}
+
+
+# The full profile's time limits on the project's 2-core CPU: the whole benchmark at most 12
+# core-hours (each run uses one core: about 6 hours with two runs at a time), no run over 15
+# minutes
+BUDGET_CORE_H = 12.0
+MAX_RUN_MIN = 15.0
+
+
+def timing_markdown(tables: dict[str, dict[str, Any]], budget_core_h: float = BUDGET_CORE_H,
+                    max_run_min: float = MAX_RUN_MIN) -> str:
+    """The full profile's time limits checked against the results files: per table and in all,
+    the sum of the runs' elapsed times (core-hours: each run uses one core), that sum halved
+    (two runs at a time), and the longest run."""
+    lines = ["| table | finished runs | core-hours (sum of elapsed times) | two at a time | "
+             "longest run |", "|---|---|---|---|---|"]
+    total, longest, done, planned = 0.0, 0.0, 0, 0
+    for name, got in tables.items():
+        t = timing(got)
+        total, done, planned = total + t["sum_s"], done + t["runs"], planned + t["of"]
+        if t["runs"]:
+            longest = max(longest, t["max_s"])
+            lines.append(f"| {name} | {t['runs']} of {t['of']} | {t['sum_s'] / 3600:.2f} h | "
+                         f"{t['sum_s'] / 7200:.2f} h | {t['max_s'] / 60:.1f} min "
+                         f"({t['longest']}) |")
+        else:
+            lines.append(f"| {name} | 0 of {t['of']} | - | - | - |")
+    lines.append(f"| all | {done} of {planned} | {total / 3600:.2f} h | {total / 7200:.2f} h | "
+                 f"{longest / 60:.1f} min |")
+    ok_total, ok_max = total / 3600 <= budget_core_h, longest / 60 <= max_run_min
+    what = "the whole benchmark" if done == planned else f"the {done} finished runs"
+    lines += ["", f"Time limits: at most {budget_core_h:g} core-hours in all, no run over "
+              f"{max_run_min:g} minutes. For {what}: {total / 3600:.2f} core-hours "
+              f"({'within' if ok_total else 'above'} the limit), longest run "
+              f"{longest / 60:.1f} min ({'within' if ok_max else 'above'} the limit)."
+              + seed_spread(tables)]
+    return "\n".join(lines)
+
+
+def seed_spread(tables: dict[str, dict[str, Any]]) -> str:
+    """The largest ratio between two seeds' elapsed times of one config (method and label
+    count): the seeds of a config do the same work (steps, batches, evaluations), so the ratio
+    is the speed and load of the machine when they ran. Empty without two seeds of a config."""
+    worst = None
+    for got in tables.values():
+        for n, runs in got["by_labels"].items():
+            for method, rs in runs.items():
+                if len(rs) > 1:
+                    lo, hi = (f(r["elapsed_s"] for r in rs) for f in (min, max))
+                    if worst is None or hi / lo > worst[0]:
+                        worst = (hi / lo, method, n, lo, hi)
+    if worst is None:
+        return ""
+    r, method, n, lo, hi = worst
+    return (f" The seeds of one config do the same work, yet their elapsed times differ by up "
+            f"to {r:.2f} times ({method}, {n} labels: {lo:.0f} s to {hi:.0f} s): the speed and "
+            f"load of the machine when they ran.")
+
+
+def contributions_markdown(table: str, steps: list[tuple[str, str, str]],
+                           profile: str = "full") -> str:
+    """What each ingredient adds, from the results files: for each (method, baseline, what
+    the method adds to the baseline) and each label count of ``table``, the paired gain of the
+    method over the baseline over the seeds both finished (see :func:`verdict`), and whether
+    it exceeds two standard deviations."""
+    got = rp.collect(table, profile)
+    lines = []
+    for method, baseline, what in steps:
+        for n in got["table"].labels:
+            v = verdict(got, n, method, baseline)
+            if v is None:
+                lines.append(f"- **{what}** ({method} against {baseline}, {n} labels): no "
+                             f"finished pair of runs yet.")
+                continue
+            unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
+            unit += "" if v["sd"] is None else f", standard deviation {100 * v['sd']:.2f}"
+            seeds = ", ".join(map(str, v["seeds"]))
+            claim = ("more than two standard deviations: a gain, shown" if v["shown"] else
+                     "a single seed: not yet known whether it exceeds its spread"
+                     if v["sd"] is None else
+                     "more than two standard deviations below: a loss, shown"
+                     if v["loss_shown"] else
+                     "within two standard deviations: neither a gain nor a loss is shown")
+            lines.append(f"- **{what}** ({method} against {baseline}, {n} labels): "
+                         f"{100 * v['gain']:+.2f} {unit}, seed{'s' if len(v['seeds']) > 1 else ''}"
+                         f" {seeds}; {claim}.")
+    return "\n".join(lines)
+
+
+def chapter_verdicts(table: str, methods: list[str], profile: str = "full") -> str:
+    """What a chapter says about its methods over the benchmark's seeds: one
+    :func:`verdict_markdown` sentence per method and label count of ``table``, from the
+    ``profile`` results files (chapter 6 tables them all)."""
+    got = rp.collect(table, profile)
+    lead = ("Over the benchmark's seeds (the runs that chapter 6 tables), from the results "
+            "files: the gain is the mean of the per-seed differences in the last evaluation, "
+            "and it counts as shown when it exceeds two standard deviations of those "
+            "differences.")
+    lines = [verdict_markdown(got, n, m) for n in got["table"].labels for m in methods]
+    return "\n\n".join([lead, *lines])
+
+
+def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
+    """The benchmark's conclusion, computed from :func:`collect` ed tables: per table, at its
+    smallest split, which methods beat supervised-only training by more than two standard
+    deviations of the per-seed differences and which do not, the largest share of the
+    supervised-to-full-supervision gap a method closes there, and the ceiling."""
+    import statistics
+    out = []
+    for name, got in tables.items():
+        t = got["table"]
+        n = min(t.labels)
+        vs = [v for m in t.methods if m != CEILING_METHOD
+              for v in [verdict(got, n, m)] if v is not None]
+        if not vs:
+            out.append(f"**{name}:** no finished pair of runs at {n} labels yet.")
+            continue
+        unit = "%" if vs[0]["metric"] == "acc" else " mIoU"
+        won = [v["method"] for v in vs if v["shown"]]
+        lost = [v["method"] for v in vs if not v["shown"]]
+        top = max((v for v in vs if v["gap_closed"] is not None),
+                  key=lambda v: v["gap_closed"], default=None)
+        ceiling = [r["last"][r["metric"]] for r in got["ceiling"]]
+        text = (f"**{name}, {n} labels:** "
+                + (f"{', '.join(won)} beat{'s' if len(won) == 1 else ''} supervised-only "
+                   f"training by more than two standard deviations" if won else
+                   "no method beats supervised-only training by more than two standard "
+                   "deviations")
+                + (f"; {', '.join(lost)} do{'es' if len(lost) == 1 else ''} not" if lost else "")
+                + ".")
+        if top is not None:
+            text += (f" The largest share of the gap to full supervision closed: "
+                     f"{100 * top['gap_closed']:.0f}% ({top['method']}, "
+                     f"{100 * top['gain']:+.1f} points).")
+        if ceiling:
+            text += (f" Every label: {100 * statistics.fmean(ceiling):.1f}{unit} over "
+                     f"{len(ceiling)} seed{'s' if len(ceiling) > 1 else ''}.")
+        missing = got["runs"] - timing(got)["runs"]
+        if missing:
+            text += f" {missing} of the table's {got['runs']} runs have not finished."
+        out.append(text)
+    return "\n\n".join(out)

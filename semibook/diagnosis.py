@@ -19,10 +19,12 @@ def metric_of(res: dict[str, Any]) -> str:
 
 
 def curve(res: dict[str, Any], key: str | None = None) -> tuple[list[int], list[float]]:
-    """(steps, values) of a run's evaluation curve for ``key`` (default: its metric)."""
+    """(steps, values) of a run's evaluation curve for ``key`` (default: its metric), each
+    point scored on the same images (:func:`semibook.engine.results.curve_value`)."""
+    from .engine.results import curve_value
     key = key or metric_of(res)
     rows = [r for r in res["history"] if r.get("kind") == "eval" and key in r]
-    return [r["step"] for r in rows], [r[key] for r in rows]
+    return [r["step"] for r in rows], [curve_value(r, key) for r in rows]
 
 
 def class_scores(res: dict[str, Any]) -> tuple[list[int], list[list[float]]]:

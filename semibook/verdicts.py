@@ -123,15 +123,15 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
     did not beat supervised: the shape of each test curve (still rising at the end, peaked
     earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
     pseudo labels were at the end."""
+    from .diagnosis import curve
     from .report import describe_shape
 
     key = res["metric"]
     out = []
     for name, r in (("the method", res), ("supervised-only training", base)):
-        ev = [h for h in r.get("history", []) if h["kind"] == "eval"]
-        if len(ev) >= 2:
-            shape = describe_shape([h["step"] for h in ev], [h[key] for h in ev],
-                                   "accuracy" if key == "acc" else "mIoU")
+        steps, values = curve(r, key) if r.get("history") else ([], [])
+        if len(steps) >= 2:
+            shape = describe_shape(steps, values, "accuracy" if key == "acc" else "mIoU")
             out.append(f"for {name}, {shape}")
     last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
     if last:

@@ -130,3 +130,16 @@ def test_an_archive_folder_is_grouped_like_the_book_s_tables_and_read_seed_by_se
     v = verdict(got, 40, "mixmatch")
     assert v["gain"] == pytest.approx(0.15) and v["sd"] == pytest.approx(0.02 ** 0.5 / 10) \
         and v["gap_closed"] is None
+
+
+def test_a_curve_s_points_are_scored_on_the_same_images():
+    from semibook.verdicts import measured_facts
+    from semibook.viz import plot_accuracy
+    r = run([0.50, 0.60, 0.40], [[0.5], [0.6], [0.4]])
+    r["history"][-1]["subset_acc"] = 0.62  # the last point on every image fell, on the subset rose
+    assert diagnosis.curve(r) == ([500, 1000, 1500], [0.50, 0.60, 0.62])
+    assert diagnosis.curve(r, "class_acc")[1][-1] == [0.4]  # no subset score: the row's own
+    facts = measured_facts(r, run([0.5, 0.55, 0.6], [[0.5]] * 3))
+    assert facts[0].startswith("for the method, its accuracy was still rising")
+    ax = plot_accuracy({"m": r})
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([50.0, 60.0, 62.0])

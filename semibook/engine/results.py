@@ -102,13 +102,20 @@ def config_diff(cfg: Config, old: dict[str, Any]) -> list[str]:
     return cfg.diff(old)
 
 
+def curve_value(row: dict[str, Any], key: str) -> float:
+    """An evaluation row's point on the run's curve of ``key``: with ``cfg.eval_subset`` the
+    intermediate rows are scored on the fixed subset, and the last one on every image keeps
+    its subset score as ``subset_<key>``, which is the point comparable with the others."""
+    return row.get(f"subset_{key}", row[key])
+
+
 def make_results(cfg: Config, history: list[dict], split: Split, device: torch.device,
                  started_at: str, elapsed: float, finished: bool,
                  metric: str = "acc", code: dict[str, Any] | None = None) -> dict[str, Any]:
     evals = [r for r in history if r["kind"] == "eval"]
     # with cfg.eval_subset, the curve's points are scored on the subset (the last one also on
     # every image): the best point is chosen among scores of the same images
-    curve = lambda r: r.get(f"subset_{metric}", r[metric])  # noqa: E731
+    curve = lambda r: curve_value(r, metric)  # noqa: E731
     best = max(evals, key=curve) if evals else None
     return {
         "method": cfg.method, "dataset": cfg.dataset, "labels": cfg.labels, "seed": cfg.seed,

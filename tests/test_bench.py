@@ -292,3 +292,22 @@ def test_a_re_timing_without_curves_keeps_the_earlier_curves_with_their_provenan
     again = keep_curves({"time": "t3", "git_commit": "ghi", "cases": {"a-full": {}}}, new)
     assert again["cases"]["a-full"]["curves"]["measured"]["git_commit"] == "abc"
     assert keep_curves({"cases": {"a-full": {}}}, None) == {"cases": {"a-full": {}}}
+
+
+def test_side_by_side_trains_one_two_thread_run_and_two_one_thread_runs(tiny, monkeypatch):
+    import semibook.bench.side_by_side as sbs
+    calls = []
+    real = sbs._round
+
+    def spy(case, steps, warmup, procs, threads, quick, data_root):
+        calls.append((procs, threads))
+        return real(case, steps, warmup, procs, threads, quick, data_root)
+    monkeypatch.setattr(sbs, "_round", spy)
+    res = sbs.side_by_side("supervised-full", steps=2, rounds=1, warmup=1, quick=True,
+                           data_root=tiny["data_root"], log=lambda s: None)
+    assert calls == [(1, 2), (2, 1)]  # real processes: one of 2 threads, then two of 1
+    assert res["two_threads_steps_per_s"] > 0 and res["pair_steps_per_s"] > 0
+    assert res["pair_over_two_threads"] == pytest.approx(
+        res["pair_steps_per_s"] / res["two_threads_steps_per_s"])
+    with pytest.raises(RuntimeError, match="failed"):  # a process that dies is reported
+        real("no-such-case", 1, 0, 1, 1, True, tiny["data_root"])

@@ -164,6 +164,10 @@ def add_parser(sub) -> None:
     b.add_argument("--levers", action="store_true",
                    help="time each CPU speed lever against the reference, interleaved, and "
                         "evaluation's share of a run (semibook/levers.py); full-profile cases")
+    b.add_argument("--side-by-side", type=int, default=0, metavar="STEPS",
+                   help="train STEPS steps of the chosen setting as one 2-thread run and as "
+                        "two 1-thread runs side by side, --rounds times (semibook/bench/"
+                        "side_by_side.py); needs the machine to itself")
     b.add_argument("--fast", action="store_true",
                    help="our step with the chosen CPU speed setting (semibook.config.FAST)")
     b.add_argument("--rounds", type=int, default=15, metavar="N",
@@ -177,7 +181,7 @@ def check_args(args: argparse.Namespace) -> None:
     or timed (one line each)."""
     from ..checks import check_device
     for name, low in (("steps", 1), ("warmup", 0), ("ref_workers", 0), ("curve", 0),
-                      ("batch", 1), ("rounds", 1)):
+                      ("batch", 1), ("rounds", 1), ("side_by_side", 0)):
         v = getattr(args, name, None)
         if v is not None and v < low:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {v}")
@@ -195,6 +199,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check_args(args)
+    if args.side_by_side:
+        from .side_by_side import main as side_by_side_main
+        return side_by_side_main(args)
     extra = dict(batch_l=args.batch, batch_u=args.batch) if args.batch else {}
     if args.fast:  # our step with the chosen CPU speed setting (the reference stays as it is)
         from ..config import FAST

@@ -88,7 +88,8 @@ def test_dry_run_prints_the_device_command_and_writes_every_stage(isolated, fake
             f"results/dry-cpu/{dry_name}",
             "results/dry-cpu/bench.json",
             # the bench's cases train on 250 labels, the table's runs on its smallest split
-            "splits/fashion-mnist_250_seed0.json", f"splits/fashion-mnist_{n}_seed0.json"]
+            *sorted(["splits/fashion-mnist_250_seed0.json",
+                     f"splits/fashion-mnist_{n}_seed0.json"])]  # splits in name order
         res = json.load(tar.extractfile(tar.getnames()[0]))
     assert res["finished"] and res["config"]["steps"] == 2 and res["device"].startswith("cpu")
     assert not (ROOT / "results" / "dry-cpu").exists()

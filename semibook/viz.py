@@ -20,13 +20,14 @@ def plot_accuracy(results: dict, ax=None, key: str = "acc"):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .diagnosis import curve  # each point scored on the same images
+    from .engine.results import curve_value  # each point scored on the same images
     ax = ax or plt.subplots()[1]
     counts = {1 if isinstance(r, dict) else len(r) for r in results.values()}
     same = len(counts) == 1 and counts != {1}  # every entry over the same number of seeds
     for label, res in results.items():
         runs = [res] if isinstance(res, dict) else list(res)
-        curves = [{s: 100 * v for s, v in zip(*curve(run, key))} for run in runs]
+        curves = [{r["step"]: 100 * curve_value(r, key) for r in run["history"]
+                   if r["kind"] == "eval" and key in r} for run in runs]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         vals = np.array([[c[s] for s in steps] for c in curves])
         name = label if len(runs) == 1 or same else f"{label} (mean of {len(runs)} seeds)"

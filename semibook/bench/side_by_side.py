@@ -101,7 +101,8 @@ def main(args) -> int:
     from ..engine.results import _git_commit, _versions
     from ..engine.seed import host_info
     from ..paths import cache_dir
-    from . import FULL_CASES, _write, bench_dir
+    from .cases import FULL_CASES
+    from .reports import _write, bench_dir
     cases = args.cases or list(CASES)
     bad = [c for c in cases if c not in FULL_CASES]
     if bad:

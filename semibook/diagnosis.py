@@ -207,3 +207,44 @@ def seeds_markdown(got: dict[str, Any], labels: int) -> str:
         rows.append(f"| {method} | " + " | ".join(f"{by[s]:.1f}" if s in by else "-"
                                                  for s in seeds) + " |")
     return "\n".join(rows)
+
+
+def sweep_leads(folder, task: str) -> dict[str, Any]:
+    """A sweep read from the trial files under ``folder``/tuning (the book's, or an archive's
+    at another split): each method's best last validation score over its trials (its choice)
+    and its lead over the supervised baseline's choice. Returns ``labels`` (the split the
+    trials trained on) and ``rows`` (method, trials, chosen trial, score, lead)."""
+    from pathlib import Path
+
+    from .engine.results import load_results
+    from .tuning import DATASET, SWEEPS
+    runs = [r for r in load_results(Path(folder) / "tuning", dataset=DATASET[task])
+            if r.get("finished") and "trial" in r]
+    by: dict[str, list] = {}
+    for r in runs:
+        by.setdefault(r["method"], []).append(r)
+    best = {m: max(rs, key=lambda r: r["last"][r["metric"]]) for m, rs in by.items()}
+    score = {m: r["last"][r["metric"]] for m, r in best.items()}
+    base = score.get("supervised")
+    rows = [{"method": m, "trials": len(by[m]), "chosen": best[m]["trial"], "last": score[m],
+             "lead": None if base is None or m == "supervised" else score[m] - base}
+            for m in SWEEPS[task] if m in by]
+    return {"labels": sorted({r["labels"] for r in runs}), "rows": rows}
+
+
+def sweep_leads_markdown(leads: dict[str, dict[str, Any]]) -> str:
+    """Several :func:`sweep_leads` side by side (``{title: leads}``): each method's chosen
+    validation score and its lead over supervised-only, one column pair per sweep."""
+    titles = list(leads)
+    methods = list(dict.fromkeys(r["method"] for v in leads.values() for r in v["rows"]))
+    lines = ["| method | " + " | ".join(f"{t}: chosen | {t}: lead" for t in titles) + " |",
+             "|---|" + "---|---|" * len(titles)]
+    for m in methods:
+        cells = []
+        for t in titles:
+            r = next((r for r in leads[t]["rows"] if r["method"] == m), None)
+            cells += (["-", "-"] if r is None else
+                      [f"{100 * r['last']:.1f}", "-" if r["lead"] is None
+                       else f"{100 * r['lead']:+.1f}"])
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -143,3 +143,24 @@ def test_a_curve_s_points_are_scored_on_the_same_images():
     assert facts[0].startswith("for the method, its accuracy was still rising")
     ax = plot_accuracy({"m": r})
     assert list(ax.lines[0].get_ydata()) == pytest.approx([50.0, 60.0, 62.0])
+
+
+def test_sweep_leads_read_a_folder_s_trials_and_compare_each_choice_with_the_baseline(
+        monkeypatch):
+    import semibook.engine.results as er
+
+    def trial(method, name, last, labels=100):
+        return run([last], [[last]]) | {"method": method, "trial": name, "labels": labels,
+                                         "dataset": "fashion-mnist"}
+    files = [trial("supervised", "a", 0.69), trial("supervised", "b", 0.70),
+             trial("mixmatch", "x", 0.74), trial("mixmatch", "y", 0.76),
+             trial("mean_teacher", "z", 0.68), {**trial("mixmatch", "w", 0.9), "finished": False}]
+    monkeypatch.setattr(er, "load_results", lambda folder, **m: [
+        f for f in files if all(f[k] == v for k, v in m.items())])
+    got = diagnosis.sweep_leads("old", "classification")
+    assert got["labels"] == [100]
+    assert [(r["method"], r["trials"], r["chosen"]) for r in got["rows"]] == [
+        ("supervised", 2, "b"), ("mixmatch", 2, "y"), ("mean_teacher", 1, "z")]
+    assert got["rows"][0]["lead"] is None and got["rows"][1]["lead"] == pytest.approx(0.06)
+    text = diagnosis.sweep_leads_markdown({"100 labels": got})
+    assert "| mixmatch | 76.0 | +6.0 |" in text and "| mean_teacher | 68.0 | -2.0 |" in text

@@ -176,25 +176,6 @@ def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None
                                 "the official run"))
 
 
-def collect_folder(folder, table: str) -> dict[str, Any]:
-    """The finished runs of ``table``'s dataset in a results folder that is not the book's
-    (an archive such as ``results/v2-40-labels``), grouped as :func:`semibook.reproduce.collect`
-    groups the book's, so its tables and verdicts read them alike (no ceiling: an archive's
-    profile has none of its own)."""
-    from .engine.results import load_results
-    from .reproduce import TABLES
-    t = TABLES[table]
-    by_labels: dict[int, dict[str, list]] = {}
-    for r in sorted(load_results(folder, dataset=t.dataset), key=lambda r: r["seed"]):
-        if r.get("finished"):
-            by_labels.setdefault(r["labels"], {}).setdefault(r["method"], []).append(r)
-    order = {m: i for i, m in enumerate(t.methods)}  # the book's order of the methods
-    by_labels = {n: dict(sorted(ms.items(), key=lambda kv: order.get(kv[0], len(order))))
-                 for n, ms in sorted(by_labels.items())}
-    return {"table": t, "profile": "full", "by_labels": by_labels, "ceiling": [],
-            "missing": [], "runs": sum(len(v) for m in by_labels.values() for v in m.values())}
-
-
 def seeds_markdown(got: dict[str, Any], labels: int) -> str:
     """Each method's last score seed by seed at ``labels`` labels, as a Markdown table: the
     spread that a mean ± std hides."""

@@ -104,32 +104,16 @@ def test_the_pilot_table_gives_each_methods_gain_over_the_baseline(monkeypatch):
     assert f"| mixmatch | {names['mixmatch'][2]} | 75.0 | +15.0 |" in md
 
 
-def test_an_archive_folder_is_grouped_like_the_book_s_tables_and_read_seed_by_seed(monkeypatch):
-    import semibook.engine.results as er
-    from semibook.verdicts import verdict
-
-    def res(method, seed, last, labels=40, finished=True, dataset="fashion-mnist"):
-        r = run([last], [[last]])
-        return r | {"method": method, "seed": seed, "labels": labels, "finished": finished,
-                    "dataset": dataset}
-    files = [res("mixmatch", 1, 0.75), res("mixmatch", 0, 0.63), res("supervised", 0, 0.49),
-             res("supervised", 1, 0.59), res("supervised", 2, 0.52, finished=False),
-             res("supervised", 0, 0.7, labels=250), res("cps", 0, 0.3, dataset="fashion-scenes")]
-    seen = {}
-
-    def load(folder, **match):
-        seen["folder"] = folder
-        return [f for f in files if all(f[k] == v for k, v in match.items())]
-    monkeypatch.setattr(er, "load_results", load)
-    got = diagnosis.collect_folder("results/old", "classification")
-    assert seen["folder"] == "results/old" and got["ceiling"] == []
-    assert sorted(got["by_labels"]) == [40, 250] and got["runs"] == 5
-    assert [r["seed"] for r in got["by_labels"][40]["supervised"]] == [0, 1]  # unfinished out
-    assert diagnosis.seeds_markdown(got, 40).splitlines()[2:] == [
-        "| supervised | 49.0 | 59.0 |", "| mixmatch | 63.0 | 75.0 |"]  # the book's order
-    v = verdict(got, 40, "mixmatch")
-    assert v["gain"] == pytest.approx(0.15) and v["sd"] == pytest.approx(0.02 ** 0.5 / 10) \
-        and v["gap_closed"] is None
+def test_seeds_markdown_reads_each_method_seed_by_seed():
+    def res(seed, last):
+        return run([last], [[last]]) | {"seed": seed}
+    got = {"by_labels": {40: {"supervised": [res(0, 0.49), res(1, 0.59)],
+                              "mixmatch": [res(1, 0.75), res(0, 0.632)]}}}
+    assert diagnosis.seeds_markdown(got, 40).splitlines() == [
+        "| method | seed 0 | seed 1 |", "|---|---|---|",
+        "| supervised | 49.0 | 59.0 |", "| mixmatch | 63.2 | 75.0 |"]
+    got["by_labels"][40]["mean_teacher"] = [res(1, 0.6)]  # a seed not finished: a dash
+    assert diagnosis.seeds_markdown(got, 40).splitlines()[-1] == "| mean_teacher | - | 60.0 |"
 
 
 def test_a_curve_s_points_are_scored_on_the_same_images():

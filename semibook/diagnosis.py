@@ -120,7 +120,29 @@ def describe_trial(name: str, res: dict[str, Any]) -> str:
     if c["shape"] == "peaked":
         text += (f", after a peak of {100 * c['peak']:.1f} at step {c['peak_step']} "
                  f"({100 * c['fall']:.1f} points lost)")
+    kept = kept_share(res)
+    if kept is not None:
+        text += (f"; its mask kept {100 * kept:.1f} % of the unlabeled pixels (mean over its "
+                 f"last {KEPT_WINDOW:,} steps)")
     return text
+
+
+# the train logs' share of unlabeled pixels that a method's confidence mask lets through
+SHARE_KEYS = ("conf_share", "keep_share")
+KEPT_WINDOW = 1000
+
+
+def kept_share(res: dict[str, Any], window: int = KEPT_WINDOW) -> float | None:
+    """The mean share of unlabeled pixels a method's mask kept over the last ``window`` steps
+    of its training log (the adversarial method's discriminator, Dual Teacher's and the
+    dual-branch teacher's thresholds); None for a method that logs none."""
+    rows = [r for r in res["history"] if r.get("kind") == "train"]
+    key = next((k for k in SHARE_KEYS if any(k in r for r in rows)), None)
+    if key is None:
+        return None
+    end = max(r["step"] for r in rows)
+    vals = [r[key] for r in rows if key in r and r["step"] > end - window]
+    return sum(vals) / len(vals) if vals else None
 
 
 def describe_ablation(task: str, method: str, classes, official: str | None = None,

@@ -148,3 +148,15 @@ def test_sweep_leads_read_a_folder_s_trials_and_compare_each_choice_with_the_bas
     assert got["rows"][0]["lead"] is None and got["rows"][1]["lead"] == pytest.approx(0.06)
     text = diagnosis.sweep_leads_markdown({"100 labels": got})
     assert "| mixmatch | 76.0 | +6.0 |" in text and "| mean_teacher | 68.0 | -2.0 |" in text
+
+
+def test_a_trial_with_a_confidence_mask_says_what_share_it_kept():
+    r = run([0.3, 0.35], [[0.3], [0.35]], key="iou", metric="miou")
+    r["history"][1:1] = [{"kind": "train", "step": s, "conf_share": v}
+                         for s, v in ((500, 1.0), (1500, 0.1), (2000, 0.04), (2500, 0.06))]
+    # the last 1,000 steps of the log (it ends at 2,500: steps 1,501 to 2,500): 0.04 and 0.06
+    assert diagnosis.kept_share(r) == pytest.approx(0.05)
+    assert diagnosis.describe_trial("t", r).endswith(
+        "its mask kept 5.0 % of the unlabeled pixels (mean over its last 1,000 steps)")
+    assert diagnosis.kept_share(run([0.5], [[0.5]])) is None  # no mask logged: no claim
+    assert "mask" not in diagnosis.describe_trial("t", run([0.5], [[0.5]]))

@@ -26,7 +26,6 @@ import dataclasses
 import os
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -206,19 +205,15 @@ def run_levers(cases: list[str] | None, rounds: int, warmup: int, out: Path | st
     written (whole, after each case) to ``out`` (default: the cache's bench/levers-cpu.json; the
     committed report is results/bench/levers/cpu.json, written only when named)."""
     from .bench import FULL_CASES, _write
-    from .engine.results import _git_commit, _versions
-    from .engine.seed import device_name, host_info
+    from .bench.reports import report_header
+    from .engine.seed import device_name
     from .paths import cache_dir
     cases = cases or FULL_CASES
-    bad = [c for c in cases if c not in FULL_CASES]
-    if bad:
-        raise ConfigError(f"--levers times full-profile cases; not {', '.join(bad)}")
+    report = report_header(cases, "--levers", kind="levers",
+                           device=device_name(torch.device("cpu")))
     out = Path(out) if out else cache_dir() / "bench" / "levers-cpu.json"
     torch.set_num_threads(1)
-    report = {"kind": "levers", "device": device_name(torch.device("cpu")), "host": host_info(),
-              "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
-              **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "threads": 1, "cases": {}}
+    report.update(threads=1, cases={})
     for name in cases:
         report["cases"][name] = lever_case(name, rounds, warmup, data_root=data_root, log=log)
         report["cases"][name]["load_avg"] = list(os.getloadavg())

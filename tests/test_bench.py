@@ -311,3 +311,17 @@ def test_side_by_side_trains_one_two_thread_run_and_two_one_thread_runs(tiny, mo
         res["pair_steps_per_s"] / res["two_threads_steps_per_s"])
     with pytest.raises(RuntimeError, match="failed"):  # a process that dies is reported
         real("no-such-case", 1, 0, 1, 1, True, tiny["data_root"])
+
+
+def test_every_report_starts_with_the_same_header_and_times_full_cases_only():
+    from semibook.bench.reports import report_header
+    from semibook.engine.results import _git_commit
+    head = report_header(["supervised-full"], "--levers", kind="levers", threads=1)
+    assert head["kind"] == "levers" and head["threads"] == 1
+    assert head["host"]["cpu"] and len(head["load_avg_at_start"]) == 3
+    assert head["versions"]["torch"] and head["git_commit"] == _git_commit()["git_commit"]
+    assert report_header()["time"][:2] == "20"  # no check without a flag
+    for flag in ("--levers", "--side-by-side"):
+        with pytest.raises(sb.ConfigError, match=f"{flag} times full-profile cases; not "
+                           "mixmatch-paper"):
+            report_header(["supervised-full", "mixmatch-paper"], flag)

@@ -54,14 +54,13 @@ from typing import Any, Callable
 import torch
 
 from ..config import ConfigError
-from ..engine.results import _git_commit, _versions
-from ..engine.seed import device_name, host_info, pick_device
+from ..engine.seed import device_name, pick_device
 from .cases import (CASES, FULL_CASES, Case, PerSampleSet, ReferenceData, _setup, case_config,
                     reference_config, synthetic_set)
 from .compare import ABLATIONS, bench_case, curve_gaps, loss_curves
 from .measure import count_flops, matmul_rate, synchronize, time_steps
 from .reports import (_write, bench_dir, device_slug, load_reports, markdown_table,
-                      report_path)
+                      report_header, report_path)
 
 __all__ = ["ABLATIONS", "CASES", "FULL_CASES", "Case", "PerSampleSet", "ReferenceData", "_setup",
            "_write", "add_parser", "bench_case", "bench_dir", "case_config", "check_args",
@@ -98,10 +97,7 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
     old = json.loads(out.read_text()) if out.exists() else {}
     report = {"device": device_name(device), "device_type": device.type,
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-              "host": host_info(),
-              "load_avg_at_start": list(os.getloadavg()), "versions": _versions(),
-              **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "quick": quick, "matmul": rate,
+              **report_header(), "quick": quick, "matmul": rate,
               "cases": {k: v for k, v in old.get("cases", {}).items()
                         if old.get("quick") == quick and k not in cases}}
     for name in cases:

@@ -34,6 +34,28 @@ def report_path(device: torch.device, out: Path | str | None = None,
     return folder / f"{device_slug(device)}.json"
 
 
+def report_header(cases: list[str] | None = None, flag: str | None = None,
+                  **fields: Any) -> dict[str, Any]:
+    """The head every bench report starts with: ``fields`` (its kind, device, threads...), then
+    the host (processor, vector instructions), the load average at the start, the library
+    versions, the commit and the time. With ``flag``, first checks that every one of ``cases``
+    is a full-profile case (the levers and the side-by-side runs time only those)."""
+    import os
+    from datetime import datetime, timezone
+
+    from ..config import ConfigError
+    from ..engine.results import _git_commit, _versions
+    from ..engine.seed import host_info
+    if flag is not None:
+        from .cases import FULL_CASES
+        bad = [c for c in cases or [] if c not in FULL_CASES]
+        if bad:
+            raise ConfigError(f"{flag} times full-profile cases; not {', '.join(bad)}")
+    return {**fields, "host": host_info(), "load_avg_at_start": list(os.getloadavg()),
+            "versions": _versions(), **_git_commit(),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def _write(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(report, indent=1) + "\n")

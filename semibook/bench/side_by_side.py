@@ -95,23 +95,15 @@ def main(args) -> int:
     :data:`CASES`) both ways; the report goes to the cache, or with ``--update-results`` to
     results/bench/levers/side_by_side.json, which the performance appendix reads."""
     import os
-    from datetime import datetime, timezone
 
     from ..config import ConfigError
-    from ..engine.results import _git_commit, _versions
-    from ..engine.seed import host_info
     from ..paths import cache_dir
-    from .cases import FULL_CASES
-    from .reports import _write, bench_dir
+    from .reports import _write, bench_dir, report_header
     cases = args.cases or list(CASES)
-    bad = [c for c in cases if c not in FULL_CASES]
-    if bad:
-        raise ConfigError(f"--side-by-side runs full-profile cases; not {', '.join(bad)}")
+    report = report_header(cases, "--side-by-side", kind="side_by_side")
     if os.cpu_count() < 2:
         raise ConfigError("--side-by-side needs 2 CPU cores")
-    report = {"kind": "side_by_side", "host": host_info(), "versions": _versions(),
-              **_git_commit(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "load_avg_at_start": list(os.getloadavg()), "cases": {}}
+    report["cases"] = {}
     for name in cases:
         report["cases"][name] = side_by_side(name, args.side_by_side, args.rounds,
                                              args.warmup, args.quick, args.data_root)

@@ -169,13 +169,27 @@ def describe_ablation(task: str, method: str, classes, official: str | None = No
     return text
 
 
+def worst_collapse(runs: dict[str, dict[str, Any]], pair: str, classes) -> str | None:
+    """The trial whose tracked classes collapsed most (:func:`semibook.tracking.
+    collapsed_classes`: the largest sum of right-share points lost while agreement held), or
+    None where no trial's class collapsed."""
+    from .tracking import collapsed_classes
+    lost = {name: sum(f["peak"] - f["last"] for f in collapsed_classes(res["history"], pair,
+                                                                       classes))
+            for name, res in runs.items()}
+    worst = max(lost, key=lost.get, default=None)
+    return worst if worst is not None and lost[worst] > 0 else None
+
+
 def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None:
     """A chapter's tuning section in one call: the method's trials (table and curves against
-    the baseline), each class's score under the official and the chosen value, the ablation in
-    words and, with ``pair``, the confirmation-bias read-out of the official trial."""
+    the baseline), the ablation in words, and each trial's line (its end, peak and kept share;
+    with ``pair``, the classes that collapsed in it). The per-class panels set the chosen trial
+    against the trial whose classes collapsed most (``pair`` given and one did: the failure
+    mode in our own curves), else against the official one where it lost."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
-    from .tracking import describe_collapse
+    from .tracking import collapsed_classes, describe_collapse
     from .tuning import SWEEPS, choices, markdown
     display(Markdown(markdown(task, [method])))
     runs = trials(task, method)
@@ -185,17 +199,19 @@ def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None
     plot_trials(task, method)
     plt.show()
     official, chosen = next(iter(SWEEPS[task][method])), choices(task).get(method)
-    if chosen and chosen != official and official in runs:
-        plot_class_scores({f"official: {official}": runs[official],
-                           f"chosen: {chosen}": runs[chosen]}, classes,
-                          title=f"{method}: each class's validation score over training")
+    worst = worst_collapse(runs, pair, classes) if pair else None
+    against = worst if worst and worst != chosen else official
+    if chosen and chosen != against and against in runs:
+        kind = "most collapsed" if against == worst else "official"
+        plot_class_scores({f"{kind}: {against}": runs[against], f"chosen: {chosen}": runs[chosen]},
+                          classes, title=f"{method}: each class's validation score over training")
         plt.show()
     print(describe_ablation(task, method, classes))
     for name, res in runs.items():  # every trial's curve: where it ended, and what it lost
-        print("  " + describe_trial(name, res))
-    if pair and official in runs:
-        print(describe_collapse(runs[official]["history"], pair, classes,
-                                "the official run"))
+        line = "  " + describe_trial(name, res)
+        if pair and collapsed_classes(res["history"], pair, classes):
+            line += ". " + describe_collapse(res["history"], pair, classes, "it")
+        print(line)
 
 
 def seeds_markdown(got: dict[str, Any], labels: int) -> str:

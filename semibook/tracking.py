@@ -202,9 +202,10 @@ def describe_collapse(history: list[dict], pair: str, classes, model: str = "the
         return (f"No class collapsed: on the tracked unlabeled images, {model}'s right share of "
                 f"no class fell by 15 points or more from its peak while agreement held.")
     return " ".join(
-        f"{f['class']}: {model} was right on {f['peak']:.0%} of them at step {f['peak_step']} "
-        f"and on {f['last']:.0%} at step {f['last_step']}, while the two models' agreement on "
-        f"them went from {f['agree_at_peak']:.0%} to {f['agree_last']:.0%} (confirmation bias)."
+        f"On the tracked {f['class']} images, {model} was right on {f['peak']:.0%} at step "
+        f"{f['peak_step']} and on {f['last']:.0%} at step {f['last_step']}, while the two "
+        f"models' agreement on them went from {f['agree_at_peak']:.0%} to "
+        f"{f['agree_last']:.0%} (confirmation bias)."
         for f in found)
 
 

@@ -160,3 +160,34 @@ def test_a_trial_with_a_confidence_mask_says_what_share_it_kept():
         "its mask kept 5.0 % of the unlabeled pixels (mean over its last 1,000 steps)")
     assert diagnosis.kept_share(run([0.5], [[0.5]])) is None  # no mask logged: no claim
     assert "mask" not in diagnosis.describe_trial("t", run([0.5], [[0.5]]))
+
+
+def test_the_panels_set_the_chosen_trial_against_the_one_whose_class_collapsed(
+        sweep, capsys, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = {t: tuning.result("classification", "mixmatch", t) for t in sweep}
+
+    def track(res, shirt_right, shirt_agree):  # the pair's per-class shares at each evaluation
+        evals = [h for h in res["history"] if h["kind"] == "eval"]
+        for h, right, agree in zip(evals, shirt_right, shirt_agree):
+            h["agreement"] = {"e-m": {"per_class": {
+                "0": {"agree": 0.9, "a_correct": 0.8}, "1": {"agree": agree, "a_correct": right}}}}
+    for t in sweep:
+        track(files[t], [0.6, 0.6, 0.6], [0.8, 0.8, 0.8])
+    track(files[sweep[2]], [0.7, 0.5, 0.3], [0.5, 0.8, 0.9])  # shirt collapses: 40 points
+    track(files[sweep[3]], [0.7, 0.6, 0.5], [0.5, 0.8, 0.9])  # 20 points
+    assert diagnosis.worst_collapse(files, "e-m", ["pullover", "shirt"]) == sweep[2]
+    assert diagnosis.worst_collapse({sweep[0]: files[sweep[0]]}, "e-m", ["p", "s"]) is None
+    titles = []
+    monkeypatch.setattr(plt, "show", lambda: titles.append(plt.gcf()._suptitle and [
+        t.get_text() for t in plt.gcf().legends[0].get_texts()] if plt.gcf().legends else None))
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+    diagnosis.show_sweep("classification", "mixmatch", ["pullover", "shirt"], pair="e-m")
+    assert titles[-1] == [f"most collapsed: {sweep[2]}", f"chosen: {sweep[1]}"]
+    lines = capsys.readouterr().out.splitlines()
+    collapse = [ln for ln in lines if "confirmation bias" in ln]
+    assert len(collapse) == 2 and collapse[0].startswith(f"  {sweep[2]}")
+    assert "On the tracked shirt images, it was right on 70% at step 500 and on 30% at step " \
+        "1500" in collapse[0]

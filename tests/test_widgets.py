@@ -169,7 +169,8 @@ def test_collapse_read_out_finds_a_class_whose_right_share_falls_while_agreement
     found = collapsed_classes(hist, "t-s", ["coat", "shirt"])
     assert [f["class"] for f in found] == ["shirt"]
     assert found[0]["peak_step"] == 200 and found[0]["last"] == 0.1
-    assert "shirt: the teacher was right on 60% of them at step 200 and on 10% at step 300" \
+    assert "On the tracked shirt images, the teacher was right on 60% at step 200 and on 10% at " \
+        "step 300, while the two models' agreement on them went from 60% to 95%" \
         in describe_collapse(hist, "t-s", ["coat", "shirt"], "the teacher")
     # the same fall with agreement falling too is not confirmation bias
     hist[-1]["agreement"]["t-s"]["per_class"]["1"]["agree"] = 0.3

@@ -109,12 +109,17 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
     if v["gap_closed"] is not None:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
                  f"training and full supervision.")
-    if not v["shown"]:
-        facts = measured_facts(got["by_labels"][labels][method][0],
-                               got["by_labels"][labels][CEILING_METHOD][0])
+    if not v["shown"]:  # explain the seed that holds the verdict back: its smallest gain
+        runs = got["by_labels"][labels]
+        base = {r["seed"]: r for r in runs[CEILING_METHOD]}
+        last = lambda r: r["last"][r["metric"]]  # noqa: E731
+        r, b = min(((r, base[r["seed"]]) for r in runs[method] if r["seed"] in base),
+                   key=lambda p: last(p[0]) - last(p[1]))
+        facts = measured_facts(r, b)
         if facts:
-            text += " Measured on seed " + str(got["by_labels"][labels][method][0]["seed"]) + \
-                ", to explain it: " + "; ".join(facts) + "."
+            text += (f" Measured on seed {r['seed']}, where it gained least "
+                     f"({100 * (last(r) - last(b)):+.2f}), to explain it: " + "; ".join(facts)
+                     + ".")
     return text
 
 

@@ -312,17 +312,22 @@ def test_a_verdict_not_met_gives_the_measured_facts():
         return {"seed": seed, "metric": metric, "history": hist,
                 "last": {metric: curve[-1], "step": 100 * len(curve)}}
     got = {"by_labels": {250: {
-        "supervised": [res(0, [0.5, 0.6, 0.70, 0.70, 0.70]), res(1, [0.5, 0.6, 0.7, 0.7, 0.72])],
+        "supervised": [res(0, [0.5, 0.6, 0.70, 0.70, 0.70]), res(1, [0.5, 0.6, 0.7, 0.7, 0.66])],
         "mixmatch": [res(0, [0.3, 0.5, 0.60, 0.65, 0.71], agree=(0.8, 0.6)),
                      res(1, [0.3, 0.5, 0.6, 0.7, 0.70])]}},
         "ceiling": [res(0, [0.9] * 5)]}
     text = vd.verdict_markdown(got, 250, "mixmatch")
-    assert "(NOT met)" in text and "Measured on seed 0, to explain it:" in text
+    # seed 0 gained +1 point and seed 1 +4: seed 0 holds the verdict back and is explained
+    assert "(NOT met)" in text and "Measured on seed 0, where it gained least (+1.00), to " \
+        "explain it:" in text
     assert "for the method, its accuracy was still rising at its last evaluation (step 500)" \
         in text
     assert "for supervised-only training, its accuracy was level over its last evaluations" in text
     assert ("agreed on 80.0% of the unlabeled images, and 75.0% of the labels it agreed on "
             "were right") in text
+    got["by_labels"][250]["supervised"][1]["last"]["acc"] = 0.75  # now seed 1 gained least
+    assert "Measured on seed 1, where it gained least (-5.00)" in \
+        vd.verdict_markdown(got, 250, "mixmatch")
 
 
 def test_entries_keep_only_the_label_counts_asked_for():

@@ -182,7 +182,7 @@ def collapsed_classes(history: list[dict], pair: str, classes: list[str] | tuple
     rows = [r for r in history if r.get("kind") == "eval" and pair in r.get("agreement", {})]
     out = []
     for c, name in enumerate(classes):
-        pts = [(r["step"], r["agreement"][pair]["per_class"].get(str(c))) for r in rows]
+        pts = [(r["step"], r["agreement"][pair].get("per_class", {}).get(str(c))) for r in rows]
         pts = [(s, v) for s, v in pts if v and "a_correct" in v]
         if len(pts) < 2:
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import reproduce as rp
+from .diagnosis import measured_facts
 from .reproduce import CEILING_METHOD, CLI
 
 
@@ -100,7 +101,7 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
     else:
         text = (f"**{method}, {labels} labels:** {gain} over supervised-only training (mean of "
                 f"the per-seed differences over {seeds}, standard deviation "
-                f"{100 * v['sd']:.2f}): "
+                f"{100 * v['sd']:.2f}, so two of them are {200 * v['sd']:.2f}): "
                 + ("it beats supervised by more than two standard deviations (met)."
                    if v["shown"] else
                    "not more than two standard deviations above supervised (NOT met)"
@@ -121,31 +122,6 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
                      f"({100 * (last(r) - last(b)):+.2f}), to explain it: " + "; ".join(facts)
                      + ".")
     return text
-
-
-def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """Facts from one run's history (and its supervised baseline's) that bear on why a method
-    did not beat supervised: the shape of each test curve (still rising at the end, peaked
-    earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
-    pseudo labels were at the end."""
-    from .diagnosis import curve
-    from .report import describe_shape
-
-    key = res["metric"]
-    out = []
-    for name, r in (("the method", res), ("supervised-only training", base)):
-        steps, values = curve(r, key) if r.get("history") else ([], [])
-        if len(steps) >= 2:
-            shape = describe_shape(steps, values, "accuracy" if key == "acc" else "mIoU")
-            out.append(f"for {name}, {shape}")
-    last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
-    if last:
-        pair, a = next(iter(last["agreement"].items()))
-        prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
-        out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
-                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
-                   f"{100 * prec:.1f}% of the labels it agreed on were right")
-    return out
 
 
 def timing(got: dict[str, Any]) -> dict[str, Any]:

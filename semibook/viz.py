@@ -10,34 +10,57 @@ def set_style() -> None:
                          "font.size": 10})
 
 
+def _curve_points(run: dict, key: str) -> tuple[dict[int, float], dict[int, float]]:
+    """A run's points of ``key`` (in %): the line, each point scored on the same images (a run
+    evaluated on a fixed subset: the intermediate points, and the last one's subset score where
+    the run kept it), and the evaluations on every test image (with a subset: the last one)."""
+    line, whole = {}, {}
+    for r in run["history"]:
+        if r["kind"] != "eval" or key not in r:
+            continue
+        if any(k.startswith("subset_") for k in r):  # scored on every image; subset kept
+            whole[r["step"]] = 100 * r[key]
+            if f"subset_{key}" in r:
+                line[r["step"]] = 100 * r[f"subset_{key}"]
+        else:
+            line[r["step"]] = 100 * r[key]
+    return line, whole
+
+
 def plot_accuracy(results: dict, ax=None, key: str = "acc"):
     """A test metric over training for several runs: ``{label: results}`` or ``{label:
     [results over seeds]}`` (then the mean over the seeds, with a band of ± one standard
     deviation); ``key`` is ``acc`` (classification), ``miou`` (segmentation) or one of their
-    ``_<model>`` variants. Each point is scored on the same images (a run evaluated on a fixed
-    subset keeps its last point's subset score; its table reports the last score on every
-    image). The legend sits under the axes, off the lines."""
+    ``_<model>`` variants. The line's points are scored on the same images (a run evaluated on a
+    fixed subset: the subset); a hollow diamond marks the last evaluation on every test image,
+    the score its table reports. The legend sits under the axes, off the lines."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .engine.results import curve_value  # each point scored on the same images
     ax = ax or plt.subplots()[1]
     counts = {1 if isinstance(r, dict) else len(r) for r in results.values()}
     same = len(counts) == 1 and counts != {1}  # every entry over the same number of seeds
+    diamonds = False
     for label, res in results.items():
         runs = [res] if isinstance(res, dict) else list(res)
-        curves = [{r["step"]: 100 * curve_value(r, key) for r in run["history"]
-                   if r["kind"] == "eval" and key in r} for run in runs]
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        vals = np.array([[c[s] for s in steps] for c in curves])
+        points = [_curve_points(run, key) for run in runs]
+        steps = sorted(set.intersection(*(set(line) for line, _ in points)))
+        vals = np.array([[line[s] for s in steps] for line, _ in points])
         name = label if len(runs) == 1 or same else f"{label} (mean of {len(runs)} seeds)"
         line, = ax.plot(steps, vals.mean(0), marker="o", ms=3, label=name)
         if len(runs) > 1:
             sd = vals.std(0, ddof=1)
             ax.fill_between(steps, vals.mean(0) - sd, vals.mean(0) + sd, alpha=0.15,
                             color=line.get_color(), lw=0)
+        ends = sorted(set.intersection(*(set(whole) for _, whole in points)))
+        if ends:
+            diamonds = True
+            ax.plot(ends, [np.mean([whole[s] for _, whole in points]) for s in ends], "D",
+                    ms=6, mfc="none", color=line.get_color())
     ax.set_xlabel("training step")
     ax.set_ylabel("test mIoU (%)" if key.startswith("miou") else "test accuracy (%)")
+    if diamonds:  # one legend entry for every diamond
+        ax.plot([], [], "D", ms=6, mfc="none", color="0.3", label="last, on every test image")
     n = next(iter(counts))
     outside_legend(ax, title=f"mean of {n} seeds, band ± 1 standard deviation" if same else None)
     return ax
@@ -114,7 +137,8 @@ def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = 
                  labels=list(labels),
                  colors=["#4c9f70", "#d9a441", "#c8553d"], alpha=0.85)
     ax.set_xlabel("training step")
-    what = "images or pixels" if background is None else "item pixels"
+    pixels = any("miou" in r for r in history if r.get("kind") == "eval")
+    what = "item pixels" if background is not None else ("pixels" if pixels else "images")
     ax.set_ylabel(f"share of unlabeled {what} (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title or pair, fontsize=9)

@@ -125,8 +125,19 @@ def test_a_curve_s_points_are_scored_on_the_same_images():
     assert diagnosis.curve(r, "class_acc")[1][-1] == [0.4]  # no subset score: the row's own
     facts = measured_facts(r, run([0.5, 0.55, 0.6], [[0.5]] * 3))
     assert facts[0].startswith("for the method, its accuracy was still rising")
+    r["history"][-1]["acc_student"] = 0.45  # another model: no subset score at the last row
+    for row, v in zip(r["history"][1:3], (0.30, 0.35)):
+        row["acc_student"] = v
     ax = plot_accuracy({"m": r})
-    assert list(ax.lines[0].get_ydata()) == pytest.approx([50.0, 60.0, 62.0])
+    line, diamond = ax.lines[:2]  # the subset's line, then the table's last score apart
+    assert list(line.get_ydata()) == pytest.approx([50.0, 60.0, 62.0])
+    assert list(diamond.get_xdata()) == [1500] and diamond.get_ydata()[0] == pytest.approx(40.0)
+    ax = plot_accuracy({"s": r}, key="acc_student")  # its line stops at the last subset point
+    assert list(ax.lines[0].get_xdata()) == [500, 1000]
+    assert ax.lines[1].get_ydata()[0] == pytest.approx(45.0)
+    assert ax.get_legend().get_texts()[-1].get_text() == "last, on every test image"
+    plain = run([0.5, 0.6], [[0.5], [0.6]])  # no subset: every point on every image, no diamond
+    assert len(plot_accuracy({"p": plain}).lines) == 1
 
 
 def test_sweep_leads_read_a_folder_s_trials_and_compare_each_choice_with_the_baseline(

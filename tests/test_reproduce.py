@@ -437,3 +437,17 @@ def test_the_conclusion_names_winners_losers_the_largest_gap_share_and_the_ceili
     assert "9 of the table's 21 runs have not finished." in text
     empty = {**got, "by_labels": {}}
     assert "no finished pair of runs at 40 labels yet" in vd.conclusion_markdown({"c": empty})
+
+
+def test_the_measured_facts_name_a_class_that_collapsed_on_the_tracked_images():
+    def row(step, acc, right, agree):
+        per = {"0": {"agree": 0.9, "a_correct": 0.8}, "6": {"agree": agree, "a_correct": right}}
+        return {"kind": "eval", "step": step, "acc": acc, "agreement": {"ema-vs-model": {
+            "agree": 0.9, "agree_correct": 0.6, "per_class": per}}}
+    res = {"dataset": "fashion-mnist", "metric": "acc", "last": {"acc": 0.6},
+           "history": [row(500, 0.6, 0.5, 0.5), row(1000, 0.65, 0.7, 0.6), row(1500, 0.6, 0.2, 0.9)]}
+    base = {"metric": "acc", "history": [row(500, 0.5, 0, 0), row(1000, 0.55, 0, 0)]}
+    facts = vd.measured_facts(res, base)
+    assert facts[-1] == ("on the tracked Shirt images, its right share fell from 70% (step 1000) "
+                         "to 20% (step 1500) while the pair's agreement on them went from 60% to "
+                         "90% (confirmation bias)")

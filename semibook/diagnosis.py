@@ -214,20 +214,6 @@ def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None
         print(line)
 
 
-def seeds_markdown(got: dict[str, Any], labels: int) -> str:
-    """Each method's last score seed by seed at ``labels`` labels, as a Markdown table: the
-    spread that a mean ± std hides."""
-    runs = got["by_labels"].get(labels, {})
-    seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
-    rows = [f"| method | {' | '.join(f'seed {s}' for s in seeds)} |",
-            "|---|" + "---|" * len(seeds)]
-    for method, rs in runs.items():
-        by = {r["seed"]: 100 * r["last"][metric_of(r)] for r in rs}
-        rows.append(f"| {method} | " + " | ".join(f"{by[s]:.1f}" if s in by else "-"
-                                                 for s in seeds) + " |")
-    return "\n".join(rows)
-
-
 def sweep_leads(folder, task: str) -> dict[str, Any]:
     """A sweep read from the trial files under ``folder``/tuning (the book's, or an archive's
     at another split): each method's best last validation score over its trials (its choice)
@@ -267,42 +253,3 @@ def sweep_leads_markdown(leads: dict[str, dict[str, Any]]) -> str:
                        else f"{100 * r['lead']:+.1f}"])
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _classes(res: dict[str, Any]) -> list[str]:
-    """The class names of a run's dataset (class numbers where the file names none)."""
-    from .data import dataset_info
-    try:
-        return list(dataset_info(res["dataset"]).classes)
-    except (KeyError, ValueError):
-        return [str(c) for c in range(1000)]
-
-
-def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """Facts from one run's history (and its supervised baseline's) that bear on why a method
-    did not beat supervised: the shape of each test curve (still rising at the end, peaked
-    earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
-    pseudo labels were at the end."""
-    from .report import describe_shape
-    from .tracking import collapsed_classes
-
-    key = res["metric"]
-    out = []
-    for name, r in (("the method", res), ("supervised-only training", base)):
-        steps, values = curve(r, key) if r.get("history") else ([], [])
-        if len(steps) >= 2:
-            shape = describe_shape(steps, values, "accuracy" if key == "acc" else "mIoU")
-            out.append(f"for {name}, {shape}")
-    last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
-    if last:
-        pair, a = next(iter(last["agreement"].items()))
-        prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
-        out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
-                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
-                   f"{100 * prec:.1f}% of the labels it agreed on were right")
-        out += [f"on the tracked {f['class']} images, its right share fell from "
-                f"{100 * f['peak']:.0f}% (step {f['peak_step']}) to {100 * f['last']:.0f}% (step "
-                f"{f['last_step']}) while the pair's agreement on them went from "
-                f"{100 * f['agree_at_peak']:.0f}% to {100 * f['agree_last']:.0f}% (confirmation bias)"
-                for f in collapsed_classes(res["history"], pair, _classes(res))]
-    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import reproduce as rp
-from .diagnosis import measured_facts
+from .outcomes import measured_facts
 from .reproduce import CEILING_METHOD, CLI
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from semibook import diagnosis, tuning
+from semibook import diagnosis, outcomes, tuning
 
 
 def run(curve, per_class, key="class_acc", metric="acc"):
@@ -109,11 +109,30 @@ def test_seeds_markdown_reads_each_method_seed_by_seed():
         return run([last], [[last]]) | {"seed": seed}
     got = {"by_labels": {40: {"supervised": [res(0, 0.49), res(1, 0.59)],
                               "mixmatch": [res(1, 0.75), res(0, 0.632)]}}}
-    assert diagnosis.seeds_markdown(got, 40).splitlines() == [
+    assert outcomes.seeds_markdown(got, 40).splitlines() == [
         "| method | seed 0 | seed 1 |", "|---|---|---|",
-        "| supervised | 49.0 | 59.0 |", "| mixmatch | 63.2 | 75.0 |"]
+        "| supervised | 49.0 | 59.0 |", "| mixmatch | 63.2 | 75.0 |",
+        "| gain of mixmatch | +14.2 | +16.0 |"]
     got["by_labels"][40]["mean_teacher"] = [res(1, 0.6)]  # a seed not finished: a dash
-    assert diagnosis.seeds_markdown(got, 40).splitlines()[-1] == "| mean_teacher | - | 60.0 |"
+    lines = outcomes.seeds_markdown(got, 40).splitlines()
+    assert "| mean_teacher | - | 60.0 |" in lines and lines[-1] == "| gain of mean_teacher | - | +1.0 |"
+    assert outcomes.seeds_markdown(got, 40, ["supervised", "mean_teacher"]).splitlines()[2:] == [
+        "| supervised | 49.0 | 59.0 |", "| mean_teacher | - | 60.0 |",
+        "| gain of mean_teacher | - | +1.0 |"]
+
+
+def test_describe_end_says_when_the_loss_jumped_in_the_last_steps():
+    def res(losses, acc, raw):
+        hist = [{"kind": "train", "step": 100 * (i + 1), "loss": v} for i, v in enumerate(losses)]
+        hist.append({"kind": "eval", "step": 100 * len(losses), "acc": acc, "acc_model": raw})
+        return {"method": "supervised", "seed": 0, "metric": "acc", "history": hist}
+    jumped = outcomes.describe_end(res([1.0, 0.1, 0.001, 0.0001, 0.05], 0.49, 0.23))
+    assert jumped == ("supervised, seed 0: training loss 0.00010 at its lowest (step 400), "
+                      "0.0500 at step 500; at the end the evaluated model scores 49.0 % and the "
+                      "raw network 23.0 %: the loss jumped in the last steps, and the network "
+                      "with it.")
+    assert "jumped" not in outcomes.describe_end(res([1.0, 0.1, 0.01, 0.002, 0.001], 0.6, 0.6))
+    assert "jumped" not in outcomes.describe_end(res([1.0, 0.001, 0.5, 0.4, 0.3], 0.6, 0.6))
 
 
 def test_a_curve_s_points_are_scored_on_the_same_images():
@@ -202,3 +221,15 @@ def test_the_panels_set_the_chosen_trial_against_the_one_whose_class_collapsed(
     assert len(collapse) == 2 and collapse[0].startswith(f"  {sweep[2]}")
     assert "On the tracked shirt images, it was right on 70% at step 500 and on 30% at step " \
         "1500" in collapse[0]
+
+
+def test_classes_markdown_gives_each_class_mean_over_seeds_and_the_change():
+    def seeded(seed, pc):
+        return {**run([0.5, 0.6], [[0.0, 0.0], pc]), "seed": seed}
+    got = {"by_labels": {40: {"supervised": [seeded(0, [0.2, 0.8]), seeded(1, [0.4, 0.6])],
+                              "mixmatch": [seeded(0, [0.5, 0.7]), seeded(1, [0.7, 0.7])]}}}
+    text = outcomes.classes_markdown(got, 40, ["supervised", "mixmatch"], ["shirt", "bag"])
+    assert text.splitlines()[0] == "**Each class's last test accuracy (%), mean over the seeds**"
+    assert text.splitlines()[-2:] == ["| shirt | 30.0 | 60.0 | +30.0 |",
+                                      "| bag | 70.0 | 70.0 | +0.0 |"]
+    assert outcomes.classes_markdown(got, 250, ["supervised"], ["shirt", "bag"]) == ""

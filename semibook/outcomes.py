@@ -1,0 +1,138 @@
+"""What a finished cell of the benchmark says beyond its mean: each seed's score and gain
+(:func:`seeds_markdown`), how supervised-only training ended at each seed (:func:`describe_end`),
+each class's score (:func:`classes_markdown`), all three in one chapter call (:func:`show_seeds`),
+and the facts from one run's history that explain a verdict not met (:func:`measured_facts`).
+Every sentence is computed from the results files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .diagnosis import class_scores, curve, metric_of
+
+
+def seeds_markdown(got: dict[str, Any], labels: int, methods: list[str] | None = None) -> str:
+    """Each method's last score seed by seed at ``labels`` labels (``methods``: these only), as
+    a Markdown table, with each method's gain over supervised-only seed by seed: the spread
+    that a mean ± std hides."""
+    runs = got["by_labels"].get(labels, {})
+    runs = {m: rs for m, rs in runs.items() if methods is None or m in methods}
+    seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
+    rows = [f"| method | {' | '.join(f'seed {s}' for s in seeds)} |",
+            "|---|" + "---|" * len(seeds)]
+    last = {m: {r["seed"]: 100 * r["last"][metric_of(r)] for r in rs} for m, rs in runs.items()}
+    base = last.get("supervised", {})
+    for method, by in last.items():
+        rows.append(f"| {method} | " + " | ".join(f"{by[s]:.1f}" if s in by else "-"
+                                                 for s in seeds) + " |")
+    for method, by in last.items():
+        if method != "supervised" and base:
+            rows.append(f"| gain of {method} | " + " | ".join(
+                f"{by[s] - base[s]:+.1f}" if s in by and s in base else "-" for s in seeds)
+                + " |")
+    return "\n".join(rows)
+
+
+def describe_end(res: dict[str, Any]) -> str:
+    """How a run ended, from its history: its lowest training loss and its last, and at the
+    last evaluation the evaluated model against the raw network where the run keeps both (a
+    weight average); says so where the loss jumped in the last steps after a long stretch near
+    zero (ten times its lowest, after the lowest came past half of training)."""
+    loss = [(r["step"], r["loss"]) for r in res["history"] if r["kind"] == "train" and "loss" in r]
+    evals = [r for r in res["history"] if r["kind"] == "eval"]
+    if not loss or not evals:
+        return f"seed {res['seed']}: no training log to read."
+    low, end, last, key = min(loss, key=lambda t: t[1]), loss[-1], evals[-1], metric_of(res)
+    unit = " %" if key == "acc" else " mIoU"
+    text = (f"{res['method']}, seed {res['seed']}: training loss {low[1]:.5f} at its lowest "
+            f"(step {low[0]}), {end[1]:.4f} at step {end[0]}; at the end the evaluated model "
+            f"scores {100 * last[key]:.1f}{unit}")
+    raw = next((k for k in (f"{key}_model", f"{key}_student") if k in last), None)
+    if raw:
+        text += f" and the raw network {100 * last[raw]:.1f}{unit}"
+    if end[1] > 10 * max(low[1], 1e-12) and low[0] > end[0] / 2:
+        text += ": the loss jumped in the last steps, and the network with it"
+    return text + "."
+
+
+def show_seeds(table: str, labels: int, methods: list[str]) -> None:
+    """A chapter's seed-by-seed view: each method's last score and gain per seed at ``labels``
+    labels (:func:`seeds_markdown`), and how supervised-only training ended at each seed
+    (:func:`describe_end`), since a baseline that falls in its last steps enlarges every gain
+    over it."""
+    from IPython.display import Markdown, display
+
+    from .reproduce import collect
+    got = collect(table)
+    if not got["by_labels"].get(labels):
+        print(f"no finished runs at {labels} labels yet")
+        return
+    display(Markdown(seeds_markdown(got, labels, ["supervised", *methods])))
+    for r in sorted(got["by_labels"][labels].get("supervised", []), key=lambda r: r["seed"]):
+        print(describe_end(r))
+    from .data import dataset_info
+    display(Markdown(classes_markdown(got, labels, ["supervised", *methods],
+                                      dataset_info(got["table"].dataset).classes)))
+
+
+def classes_markdown(got: dict[str, Any], labels: int, methods: list[str], classes) -> str:
+    """Each class's last score (accuracy or IoU, %) at ``labels`` labels, the mean over the
+    seeds, for each of ``methods`` and each one's change against the first: where a gain in
+    the mean comes from, and which class a method gives up."""
+    runs = got["by_labels"].get(labels, {})
+    last = {m: [[100 * v[-1] for v in class_scores(r)[1]] for r in runs[m]]
+            for m in methods if runs.get(m)}
+    if not last:
+        return ""
+    means = {m: [sum(col) / len(col) for col in zip(*rows)] for m, rows in last.items()}
+    first = next(iter(means))
+    head = ["class", *(f"{m} ({len(last[m])} seeds)" for m in means),
+            *(f"{m} − {first}" for m in means if m != first)]
+    out = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for c, name in enumerate(classes):
+        if c >= len(means[first]):
+            break
+        row = [f"{means[m][c]:.1f}" for m in means]
+        row += [f"{means[m][c] - means[first][c]:+.1f}" for m in means if m != first]
+        out.append(f"| {name} | " + " | ".join(row) + " |")
+    unit = "accuracy" if any("class_acc" in h for r in runs[first] for h in r["history"]) else "IoU"
+    return (f"**Each class's last test {unit} (%), mean over the seeds**\n\n" + "\n".join(out))
+
+
+def _classes(res: dict[str, Any]) -> list[str]:
+    """The class names of a run's dataset (class numbers where the file names none)."""
+    from .data import dataset_info
+    try:
+        return list(dataset_info(res["dataset"]).classes)
+    except (KeyError, ValueError):
+        return [str(c) for c in range(1000)]
+
+
+def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Facts from one run's history (and its supervised baseline's) that bear on why a method
+    did not beat supervised: the shape of each test curve (still rising at the end, peaked
+    earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
+    pseudo labels were at the end."""
+    from .report import describe_shape
+    from .tracking import collapsed_classes
+
+    key = res["metric"]
+    out = []
+    for name, r in (("the method", res), ("supervised-only training", base)):
+        steps, values = curve(r, key) if r.get("history") else ([], [])
+        if len(steps) >= 2:
+            shape = describe_shape(steps, values, "accuracy" if key == "acc" else "mIoU")
+            out.append(f"for {name}, {shape}")
+    last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
+    if last:
+        pair, a = next(iter(last["agreement"].items()))
+        prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
+        out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
+                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
+                   f"{100 * prec:.1f}% of the labels it agreed on were right")
+        out += [f"on the tracked {f['class']} images, its right share fell from "
+                f"{100 * f['peak']:.0f}% (step {f['peak_step']}) to {100 * f['last']:.0f}% (step "
+                f"{f['last_step']}) while the pair's agreement on them went from "
+                f"{100 * f['agree_at_peak']:.0f}% to {100 * f['agree_last']:.0f}% (confirmation bias)"
+                for f in collapsed_classes(res["history"], pair, _classes(res))]
+    return out

@@ -136,3 +136,24 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
                 f"{100 * f['agree_at_peak']:.0f}% to {100 * f['agree_last']:.0f}% (confirmation bias)"
                 for f in collapsed_classes(res["history"], pair, _classes(res))]
     return out
+
+
+def describe_lead(runs: list[dict[str, Any]], a: str, b: str, names: tuple[str, str]) -> str:
+    """One sentence, the mean over ``runs`` (the seeds of one config), on how far model ``a``
+    led model ``b`` at each evaluation (keys such as ``acc`` and ``acc_student``; the
+    intermediate points on the fixed subset, the last on every test image where both were
+    scored there)."""
+    from .viz import curve_points
+    pts = [(curve_points(r, a), curve_points(r, b)) for r in runs]
+    steps = sorted(set.intersection(*(set(pa[0]) & set(pb[0]) for pa, pb in pts)))
+    ends = sorted(set.intersection(*(set(pa[1]) & set(pb[1]) for pa, pb in pts)))
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    lead = [(s, mean([pa[0][s] - pb[0][s] for pa, pb in pts])) for s in steps]
+    unit = " %" if a.startswith("acc") else " mIoU"
+    text = (f"Mean over {len(runs)} seed{'s' if len(runs) > 1 else ''}, {names[0]} minus "
+            f"{names[1]}: " + ", ".join(f"{d:+.1f} points at step {s}" for s, d in lead))
+    if ends:
+        text += (f"; at the last evaluation, on every test image, "
+                 f"{mean([pa[1][ends[-1]] for pa, _ in pts]):.1f}{unit} against "
+                 f"{mean([pb[1][ends[-1]] for _, pb in pts]):.1f}{unit}")
+    return text + "."

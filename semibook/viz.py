@@ -10,7 +10,7 @@ def set_style() -> None:
                          "font.size": 10})
 
 
-def _curve_points(run: dict, key: str) -> tuple[dict[int, float], dict[int, float]]:
+def curve_points(run: dict, key: str) -> tuple[dict[int, float], dict[int, float]]:
     """A run's points of ``key`` (in %): the line, each point scored on the same images (a run
     evaluated on a fixed subset: the intermediate points, and the last one's subset score where
     the run kept it), and the evaluations on every test image (with a subset: the last one)."""
@@ -43,7 +43,7 @@ def plot_accuracy(results: dict, ax=None, key: str = "acc"):
     diamonds = False
     for label, res in results.items():
         runs = [res] if isinstance(res, dict) else list(res)
-        points = [_curve_points(run, key) for run in runs]
+        points = [curve_points(run, key) for run in runs]
         steps = sorted(set.intersection(*(set(line) for line, _ in points)))
         vals = np.array([[line[s] for s in steps] for line, _ in points])
         name = label if len(runs) == 1 or same else f"{label} (mean of {len(runs)} seeds)"
@@ -59,8 +59,9 @@ def plot_accuracy(results: dict, ax=None, key: str = "acc"):
                     ms=6, mfc="none", color=line.get_color())
     ax.set_xlabel("training step")
     ax.set_ylabel("test mIoU (%)" if key.startswith("miou") else "test accuracy (%)")
-    if diamonds:  # one legend entry for every diamond
-        ax.plot([], [], "D", ms=6, mfc="none", color="0.3", label="last, on every test image")
+    proxy = "last, on every test image"
+    if diamonds and proxy not in ax.get_legend_handles_labels()[1]:  # one entry for them all
+        ax.plot([], [], "D", ms=6, mfc="none", color="0.3", label=proxy)
     n = next(iter(counts))
     outside_legend(ax, title=f"mean of {n} seeds, band ± 1 standard deviation" if same else None)
     return ax

@@ -155,6 +155,9 @@ def test_a_curve_s_points_are_scored_on_the_same_images():
     assert list(ax.lines[0].get_xdata()) == [500, 1000]
     assert ax.lines[1].get_ydata()[0] == pytest.approx(45.0)
     assert ax.get_legend().get_texts()[-1].get_text() == "last, on every test image"
+    ax = plot_accuracy({"s": r}, ax=plot_accuracy({"m": r}))  # two calls on one axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()].count(
+        "last, on every test image") == 1
     plain = run([0.5, 0.6], [[0.5], [0.6]])  # no subset: every point on every image, no diamond
     assert len(plot_accuracy({"p": plain}).lines) == 1
 
@@ -233,3 +236,14 @@ def test_classes_markdown_gives_each_class_mean_over_seeds_and_the_change():
     assert text.splitlines()[-2:] == ["| shirt | 30.0 | 60.0 | +30.0 |",
                                       "| bag | 70.0 | 70.0 | +0.0 |"]
     assert outcomes.classes_markdown(got, 250, ["supervised"], ["shirt", "bag"]) == ""
+
+
+def test_describe_lead_gives_one_model_s_lead_over_another_at_each_evaluation():
+    r = run([0.50, 0.60, 0.40], [[0.5], [0.6], [0.4]])
+    r["history"][-1]["subset_acc"] = 0.62
+    for row, v in zip(r["history"][1:], (0.45, 0.62, 0.38)):
+        row["acc_student"] = v
+    text = outcomes.describe_lead([r, r], "acc", "acc_student", ("the teacher", "the student"))
+    assert text == ("Mean over 2 seeds, the teacher minus the student: +5.0 points at step 500, "
+                    "-2.0 points at step 1000; at the last evaluation, on every test image, "
+                    "40.0 % against 38.0 %.")

@@ -130,7 +130,8 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
         out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
                    f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
                    f"{100 * prec:.1f}% of the labels it agreed on were right")
-        out += [f"on the tracked {f['class']} images, its right share fell from "
+        out += [f"on the tracked {f['class']} {'images' if key == 'acc' else 'pixels'}, its "
+                f"right share fell from "
                 f"{100 * f['peak']:.0f}% (step {f['peak_step']}) to {100 * f['last']:.0f}% (step "
                 f"{f['last_step']}) while the pair's agreement on them went from "
                 f"{100 * f['agree_at_peak']:.0f}% to {100 * f['agree_last']:.0f}% (confirmation bias)"

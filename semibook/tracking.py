@@ -198,11 +198,12 @@ def collapsed_classes(history: list[dict], pair: str, classes: list[str] | tuple
 def describe_collapse(history: list[dict], pair: str, classes, model: str = "the model") -> str:
     """One sentence per collapsed class (:func:`collapsed_classes`), or that none collapsed."""
     found = collapsed_classes(history, pair, classes)
+    unit = "pixels" if any("miou" in r for r in history if r.get("kind") == "eval") else "images"
     if not found:
-        return (f"No class collapsed: on the tracked unlabeled images, {model}'s right share of "
+        return (f"No class collapsed: on the tracked unlabeled {unit}, {model}'s right share of "
                 f"no class fell by 15 points or more from its peak while agreement held.")
     return " ".join(
-        f"On the tracked {f['class']} images, {model} was right on {f['peak']:.0%} at step "
+        f"On the tracked {f['class']} {unit}, {model} was right on {f['peak']:.0%} at step "
         f"{f['peak_step']} and on {f['last']:.0%} at step {f['last_step']}, while the two "
         f"models' agreement on them went from {f['agree_at_peak']:.0%} to "
         f"{f['agree_last']:.0%} (confirmation bias)."

@@ -223,3 +223,15 @@ def test_chapter_table_reads_every_seed_of_the_chapters_configs(monkeypatch):
     assert "| mixmatch | 60.00% (10) | 60.00% | +10.00 pts |" in text
     assert text.endswith("One seed only (seed 0): no spread is known, so a difference between "
                          "rows may be noise.")
+
+
+def test_a_segmentation_collapse_is_read_on_pixels():
+    from semibook.tracking import describe_collapse
+
+    def row(step, right, agree):
+        per = {"1": {"agree": agree, "a_correct": right}}
+        return {"kind": "eval", "step": step, "miou": 0.3, "agreement": {"a-b": {"per_class": per}}}
+    hist = [row(500, 0.54, 0.66), row(3000, 0.23, 0.94)]
+    assert describe_collapse(hist, "a-b", ["background", "trouser"], "it").startswith(
+        "On the tracked trouser pixels, it was right on 54% at step 500 and on 23% at step 3000")
+    assert "tracked unlabeled pixels" in describe_collapse(hist[:1] * 2, "a-b", ["bg", "t"])

@@ -255,7 +255,8 @@ def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
             continue
         unit = "%" if vs[0]["metric"] == "acc" else " mIoU"
         won = [v["method"] for v in vs if v["shown"]]
-        lost = [v["method"] for v in vs if not v["shown"]]
+        lost = [v["method"] for v in vs if not v["shown"] and not v["loss_shown"]]
+        below = [v["method"] for v in vs if v["loss_shown"]]
         top = max((v for v in vs if v["gap_closed"] is not None),
                   key=lambda v: v["gap_closed"], default=None)
         ceiling = [r["last"][r["metric"]] for r in got["ceiling"]]
@@ -265,6 +266,8 @@ def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
                    "no method beats supervised-only training by more than two standard "
                    "deviations")
                 + (f"; {', '.join(lost)} do{'es' if len(lost) == 1 else ''} not" if lost else "")
+                + (f"; {', '.join(below)} end{'s' if len(below) == 1 else ''} below it by more "
+                   f"than two standard deviations" if below else "")
                 + ".")
         if top is not None:
             text += (f" The largest share of the gap to full supervision closed: "

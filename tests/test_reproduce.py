@@ -435,6 +435,11 @@ def test_the_conclusion_names_winners_losers_the_largest_gap_share_and_the_ceili
     assert "52% (mixmatch, +17.8 points)" in text
     assert "Every label: 90.0% over 3 seeds." in text
     assert "9 of the table's 21 runs have not finished." in text
+    got["by_labels"][40]["mean_teacher"] = [run("mean_teacher", s, v)  # below, every seed
+                                            for s, v in enumerate((0.50, 0.52, 0.51))]
+    assert ("mixmatch beats supervised-only training by more than two standard deviations; "
+            "mean_teacher ends below it by more than two standard deviations.") in \
+        vd.conclusion_markdown({"classification": got})
     empty = {**got, "by_labels": {}}
     assert "no finished pair of runs at 40 labels yet" in vd.conclusion_markdown({"c": empty})
 

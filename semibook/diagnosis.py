@@ -80,7 +80,11 @@ def plot_class_scores(runs: dict[str, dict[str, Any]], classes, ncols: int = 5,
     import math
     import matplotlib.pyplot as plt
     rows = math.ceil(len(classes) / ncols)
-    fig, axes = plt.subplots(rows, ncols, figsize=(1.55 * ncols + 0.4, 1.6 * rows + 0.9),
+    # long labels (trial names) one a line under the panels, so the figure keeps its width
+    lcols = 1 if max(len(str(k)) for k in runs) > 36 else min(len(runs), 3)
+    lrows = math.ceil(len(runs) / lcols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(min(7.2, 1.4 * ncols + 0.2),
+                                                   1.6 * rows + 0.6 + 0.25 * lrows),
                              sharex=True, sharey=True, squeeze=False)
     for label, res in runs.items():
         steps, per = class_scores(res)
@@ -94,11 +98,10 @@ def plot_class_scores(runs: dict[str, dict[str, Any]], classes, ncols: int = 5,
         ax.tick_params(labelsize=7)
         ax.set_ylim(0, 100)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
-               frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=lcols, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.25 * lrows / fig.get_figheight() + 0.02, 1, 1))
     return fig
 
 

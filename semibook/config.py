@@ -158,7 +158,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         # 48 x 48 pixels from the 64 x 64 scenes, with the CPU speed setting (FAST), evaluated
         # on whole scenes every 500 steps in batches of 32 (the CPU's faster size), agreement
         # tracked on 128 unlabeled scenes; intermediate evaluations on a fixed subset of 250 of
-        # the 1,000 validation scenes, the last one on all of them.
+        # the 1,000 test scenes, the last one on all of them.
         "full": dict(arch="unet-r10t", steps=3000, batch_l=8, batch_u=8, crop_size=48,
                      eval_every=500, eval_size=0, eval_subset=250, eval_batch=32, log_every=25,
                      track_size=128, **FAST),

@@ -290,8 +290,8 @@ def setup_markdown(cfgs: dict[str, Any]) -> str:
                      f"{c.lr_schedule} schedule{wd}")
     if "eval_every" in same:
         whole = " (whole scenes)" if seg else ""
-        parts.append(f"an evaluation every {c.eval_every} steps on the "
-                     f"{'validation' if seg else 'test'} set{whole}")
+        evaluated = "validation" if c.dataset in ("voc", "cityscapes") else "test"  # their val
+        parts.append(f"an evaluation every {c.eval_every} steps on the {evaluated} set{whole}")
     text = ("Both runs share " if len(cs) == 2 else f"All {len(cs)} runs share ") + ", ".join(parts[:-1]) + f" and {parts[-1]}."
     differ = [f for f in _SETUP_FIELDS if f not in same]
     if differ:

@@ -191,7 +191,7 @@ def plot_guess_accuracy(results: dict[str, dict], ax=None, title: str | None = N
 
 
 def show_predictions(results: dict[str, dict], data, n: int = 4, class_names=None):
-    """The label maps each run predicted at its end on the first ``n`` validation scenes that
+    """The label maps each run predicted at its end on the first ``n`` test scenes that
     it stored (the same scenes in every run), beside the scene and its true map: read from the
     results files, so they show without the weights."""
     from .engine.evaluate import decode
@@ -199,7 +199,7 @@ def show_predictions(results: dict[str, dict], data, n: int = 4, class_names=Non
     cols = {"scene": [data.x_test[i] for i in shown], "truth": [data.y_test[i] for i in shown]}
     for name, r in results.items():
         if list(r["samples"]["test_index"][:n]) != list(shown):
-            raise ValueError(f"{name} stored other validation scenes than the first run")
+            raise ValueError(f"{name} stored other test scenes than the first run")
         cols[name] = list(decode(r["samples"]["test_pred"])[:n])
     return show_segmentation(cols, n, class_names=class_names)
 

@@ -45,7 +45,7 @@ def test_predicted_maps_come_from_the_results_and_refuse_other_scenes():
     shown = fig.axes[3].images[0].get_array()  # row 0, column "b"
     assert shown.shape[:2] == (8, 8)
     other = {"samples": {"test_index": [0, 3, 4, 5], "test_pred": encode(pred)}}
-    with pytest.raises(ValueError, match="other validation scenes"):
+    with pytest.raises(ValueError, match="other test scenes"):
         show_predictions({"a": res, "b": other}, Data(), n=3)
 
 

@@ -27,7 +27,7 @@ whole item even where a later item covers part of it, as an annotator boxes an o
 :func:`box_label_map` turns a scene's boxes into a coarse label map for training.
 
 Scenes are generated, not downloaded: scene ``i`` of a split is fully determined by
-``(seed, split, i)``. Training scenes use Fashion-MNIST's training images and validation
+``(seed, split, i)``. Training scenes use Fashion-MNIST's training images and test
 scenes its test images, so no item picture is shared between the two splits.
 :func:`load_scenes` caches the generated arrays under ``cache_dir() / "scenes"``.
 """

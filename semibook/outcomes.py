@@ -158,3 +158,28 @@ def describe_lead(runs: list[dict[str, Any]], a: str, b: str, names: tuple[str, 
                  f"{mean([pa[1][ends[-1]] for pa, _ in pts]):.1f}{unit} against "
                  f"{mean([pb[1][ends[-1]] for _, pb in pts]):.1f}{unit}")
     return text + "."
+
+
+def least_gain(got: dict[str, Any], labels: int, method: str) -> tuple[dict, dict] | None:
+    """``method``'s run on the seed where it gained least against supervised-only training on
+    the same seed, with that supervised run (paired by seed); None: no pair."""
+    runs = got["by_labels"].get(labels, {})
+    base = {r["seed"]: r for r in runs.get("supervised", [])}
+    pairs = [(r, base[r["seed"]]) for r in runs.get(method, []) if r["seed"] in base]
+    last = lambda r: r["last"][r["metric"]]  # noqa: E731
+    return min(pairs, key=lambda p: last(p[0]) - last(p[1])) if pairs else None
+
+
+def collapsed_in(got: dict[str, Any], labels: int, method: str) -> tuple[int | None, list[str]]:
+    """The seed where ``method`` gained least (:func:`least_gain`), and the classes that
+    collapsed on its tracked unlabeled data (confirmation bias)."""
+    from .tracking import collapsed_classes
+    pair = least_gain(got, labels, method)
+    if pair is None:
+        return None, []
+    r = pair[0]
+    row = next((h for h in reversed(r["history"]) if h.get("agreement")), None)
+    if row is None:
+        return r["seed"], []
+    name = next(iter(row["agreement"]))
+    return r["seed"], [f["class"] for f in collapsed_classes(r["history"], name, _classes(r))]

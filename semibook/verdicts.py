@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import reproduce as rp
-from .outcomes import measured_facts
+from .outcomes import least_gain, measured_facts
 from .reproduce import CEILING_METHOD, CLI
 
 
@@ -111,11 +111,8 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
                  f"training and full supervision.")
     if not v["shown"]:  # explain the seed that holds the verdict back: its smallest gain
-        runs = got["by_labels"][labels]
-        base = {r["seed"]: r for r in runs[CEILING_METHOD]}
+        r, b = least_gain(got, labels, method)
         last = lambda r: r["last"][r["metric"]]  # noqa: E731
-        r, b = min(((r, base[r["seed"]]) for r in runs[method] if r["seed"] in base),
-                   key=lambda p: last(p[0]) - last(p[1]))
         facts = measured_facts(r, b)
         if facts:
             text += (f" Measured on seed {r['seed']}, where it gained least "
@@ -281,3 +278,34 @@ def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
             text += f" {missing} of the table's {got['runs']} runs have not finished."
         out.append(text)
     return "\n\n".join(out)
+
+
+def summary_markdown(table: str, methods: list[str], labels: int, profile: str = "full") -> str:
+    """A chapter summary's measured bullets, one per method at ``labels`` labels, computed from
+    the results files: the gain over supervised-only training with its spread, whether it is
+    more than two standard deviations, the share of the gap to full supervision closed, and the
+    class that collapsed on the seed that gained least, where one did."""
+    from .outcomes import collapsed_in
+    got = rp.collect(table, profile)
+    out = []
+    for m in methods:
+        v = verdict(got, labels, m)
+        if v is None or v["sd"] is None:
+            out.append(f"- {m}, {labels} labels: not enough finished seeds for a verdict yet.")
+            continue
+        word = ("more than two standard deviations above supervised-only training" if v["shown"]
+                else "below supervised-only training by more than two standard deviations"
+                if v["loss_shown"] else "not more than two standard deviations from it")
+        text = (f"- {m}, {labels} labels: {100 * v['gain']:+.1f} ± {100 * v['sd']:.1f} points "
+                f"over supervised-only training over {len(v['seeds'])} seeds, {word}")
+        if v["gap_closed"] is not None:
+            text += f"; {100 * v['gap_closed']:.0f}% of the gap to full supervision closed"
+        if not v["shown"]:
+            seed, classes = collapsed_in(got, labels, m)
+            if classes:
+                names = " and ".join([", ".join(classes[:-1]), classes[-1]] if len(classes) > 1
+                                     else classes)
+                text += (f"; on seed {seed}, where it gained least, {names} collapsed on the "
+                         f"tracked unlabeled data")
+        out.append(text + ".")
+    return "\n".join(out)

@@ -456,3 +456,30 @@ def test_the_measured_facts_name_a_class_that_collapsed_on_the_tracked_images():
     assert facts[-1] == ("on the tracked Shirt images, its right share fell from 70% (step 1000) "
                          "to 20% (step 1500) while the pair's agreement on them went from 60% to "
                          "90% (confirmation bias)")
+
+
+def test_a_summary_gives_each_method_s_measured_result_and_the_class_that_collapsed(
+        monkeypatch):
+    def res(seed, last, collapse=False):
+        per = lambda right, agree: {"agreement": {"a-b": {"per_class": {  # noqa: E731
+            "1": {"agree": agree, "a_correct": right}}}}}
+        hist = [{"kind": "eval", "step": 500, "miou": last, **per(0.6, 0.5)},
+                {"kind": "eval", "step": 1000, "miou": last,
+                 **per(0.2 if collapse else 0.6, 0.9)}]
+        return {"seed": seed, "metric": "miou", "dataset": "fashion-scenes", "history": hist,
+                "last": {"miou": last, "step": 1000}}
+    got = {"by_labels": {20: {"supervised": [res(0, 0.30), res(1, 0.32), res(2, 0.31)],
+                              "mt": [res(0, 0.40), res(1, 0.41), res(2, 0.42)],
+                              "cps": [res(0, 0.29), res(1, 0.30, collapse=True), res(2, 0.30)],
+                              "one": [res(0, 0.5)]}},
+           "ceiling": [res(0, 0.70)]}
+    monkeypatch.setattr(rp, "collect", lambda table, profile="full": got)
+    lines = vd.summary_markdown("segmentation", ["mt", "cps", "one"], 20).splitlines()
+    assert lines[0] == ("- mt, 20 labels: +10.0 ± 1.0 points over supervised-only training over "
+                        "3 seeds, more than two standard deviations above supervised-only "
+                        "training; 26% of the gap to full supervision closed.")
+    # cps: gains -0.01, -0.02, -0.01; seed 1 gained least, and its class 1 (top) collapsed
+    assert lines[1].startswith("- cps, 20 labels: -1.3 ± 0.6 points over supervised-only ")
+    assert lines[1].endswith("on seed 1, where it gained least, top collapsed on the tracked "
+                             "unlabeled data.")
+    assert lines[2] == "- one, 20 labels: not enough finished seeds for a verdict yet."

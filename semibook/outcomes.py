@@ -57,22 +57,36 @@ def describe_end(res: dict[str, Any]) -> str:
 
 def show_seeds(table: str, labels: int, methods: list[str]) -> None:
     """A chapter's seed-by-seed view: each method's last score and gain per seed at ``labels``
-    labels (:func:`seeds_markdown`), and how supervised-only training ended at each seed
-    (:func:`describe_end`), since a baseline that falls in its last steps enlarges every gain
-    over it."""
+    labels (:func:`seeds_markdown`), how supervised-only training ended at each seed
+    (:func:`describe_end`, since a baseline that falls in its last steps enlarges every gain
+    over it), each class's score (:func:`classes_markdown`), and for each method whose verdict
+    is not met, each class's test score over training on the seed where it gained least,
+    against supervised-only training on that seed: the failure in its own curves."""
+    import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
+    from .data import dataset_info
+    from .diagnosis import plot_class_scores
     from .reproduce import collect
+    from .verdicts import verdict
     got = collect(table)
     if not got["by_labels"].get(labels):
         print(f"no finished runs at {labels} labels yet")
         return
+    classes = dataset_info(got["table"].dataset).classes
     display(Markdown(seeds_markdown(got, labels, ["supervised", *methods])))
     for r in sorted(got["by_labels"][labels].get("supervised", []), key=lambda r: r["seed"]):
         print(describe_end(r))
-    from .data import dataset_info
-    display(Markdown(classes_markdown(got, labels, ["supervised", *methods],
-                                      dataset_info(got["table"].dataset).classes)))
+    display(Markdown(classes_markdown(got, labels, ["supervised", *methods], classes)))
+    for m in methods:
+        v = verdict(got, labels, m)
+        if v is None or v["shown"]:
+            continue
+        r, b = least_gain(got, labels, m)
+        plot_class_scores({f"{m}, seed {r['seed']}": r, f"supervised, seed {b['seed']}": b},
+                          classes, title=f"{m} on seed {r['seed']}, where it gained least: "
+                          f"each class's test score over training")
+        plt.show()
 
 
 def classes_markdown(got: dict[str, Any], labels: int, methods: list[str], classes) -> str:

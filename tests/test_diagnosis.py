@@ -247,3 +247,33 @@ def test_describe_lead_gives_one_model_s_lead_over_another_at_each_evaluation():
     assert text == ("Mean over 2 seeds, the teacher minus the student: +5.0 points at step 500, "
                     "-2.0 points at step 1000; at the last evaluation, on every test image, "
                     "40.0 % against 38.0 %.")
+
+
+def test_show_seeds_draws_the_classes_of_the_seed_that_held_a_verdict_back(monkeypatch, capsys):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from semibook import reproduce
+    shown, tables = [], []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()._suptitle.get_text()))
+    monkeypatch.setattr("IPython.display.display", lambda obj: tables.append(obj.data))
+
+    def seeded(method, seed, last):
+        r = run([0.5, last], [[0.5] * 10, [last] * 10])
+        r["history"][0]["loss"] = 0.1
+        return {**r, "method": method, "seed": seed}
+    got = {"table": reproduce.get_table("classification"), "ceiling": [],
+           "by_labels": {40: {"supervised": [seeded("supervised", s, 0.50) for s in range(3)],
+                              "mixmatch": [seeded("mixmatch", s, v)
+                                           for s, v in enumerate((0.70, 0.52, 0.71))],
+                              "mean_teacher": [seeded("mean_teacher", s, v)
+                                               for s, v in enumerate((0.60, 0.61, 0.60))]}}}
+    monkeypatch.setattr(reproduce, "collect", lambda table: got)
+    outcomes.show_seeds("classification", 40, ["mixmatch", "mean_teacher"])
+    # mixmatch (+20, +2, +21) is not met: its seed 1 is drawn; mean_teacher (+10, +11, +10) is
+    assert shown == ["mixmatch on seed 1, where it gained least: each class's test score over "
+                     "training"]
+    assert "| gain of mixmatch | +20.0 | +2.0 | +21.0 |" in tables[0]
+    assert tables[1].startswith("**Each class's last test accuracy (%)")
+    assert capsys.readouterr().out.count("supervised, seed") == 3

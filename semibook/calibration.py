@@ -18,7 +18,6 @@ is archived with its results in ``results/v1-profile/calibration/``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 

@@ -98,7 +98,10 @@ def classes_markdown(got: dict[str, Any], labels: int, methods: list[str], class
             for m in methods if runs.get(m)}
     if not last:
         return ""
+    import statistics
     means = {m: [sum(col) / len(col) for col in zip(*rows)] for m, rows in last.items()}
+    sds = {m: [statistics.stdev(col) if len(col) > 1 else None for col in zip(*rows)]
+           for m, rows in last.items()}
     first = next(iter(means))
     head = ["class", *(f"{m} ({len(last[m])} seeds)" for m in means),
             *(f"{m} − {first}" for m in means if m != first)]
@@ -106,11 +109,13 @@ def classes_markdown(got: dict[str, Any], labels: int, methods: list[str], class
     for c, name in enumerate(classes):
         if c >= len(means[first]):
             break
-        row = [f"{means[m][c]:.1f}" for m in means]
+        row = [f"{means[m][c]:.1f}" + ("" if sds[m][c] is None else f" ± {sds[m][c]:.1f}")
+               for m in means]
         row += [f"{means[m][c] - means[first][c]:+.1f}" for m in means if m != first]
         out.append(f"| {name} | " + " | ".join(row) + " |")
     unit = "accuracy" if any("class_acc" in h for r in runs[first] for h in r["history"]) else "IoU"
-    return (f"**Each class's last test {unit} (%), mean over the seeds**\n\n" + "\n".join(out))
+    return (f"**Each class's last test {unit} (%), mean ± std over the seeds**\n\n"
+            + "\n".join(out))
 
 
 def _classes(res: dict[str, Any]) -> list[str]:

@@ -56,8 +56,8 @@ def aggregate(results: dict[str, Any], baseline: str = "supervised",
                 width = top[f"{which}_mean"] - base[f"{which}_mean"] if top else 0.0
                 if top is not None and name != ceiling and width > 0:
                     gap = gain / width
-                if name != ceiling:
-                    sd = _paired_sd(runs[name], runs[baseline], which)
+                # the ceiling's seeds too: the same seeds, every label
+                sd = _paired_sd(runs[name], runs[baseline], which)
             row[f"gain_{which}"], row[f"gap_{which}"] = gain, gap
             row[f"gain_{which}_sd"] = sd
     return rows

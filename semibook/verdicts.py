@@ -166,7 +166,9 @@ def timing_markdown(tables: dict[str, dict[str, Any]], budget_core_h: float = BU
     what = "the whole benchmark" if done == planned else f"the {done} finished runs"
     lines += ["", f"Time limits: at most {budget_core_h:g} core-hours in all, no run over "
               f"{max_run_min:g} minutes. For {what}: {total / 3600:.2f} core-hours "
-              f"({'within' if ok_total else 'above'} the limit), longest run "
+              f"({'within' if ok_total else 'above'} the limit"
+              f"{'' if done == planned else ' so far; the whole benchmark is not measured yet'})"
+              f", longest run "
               f"{longest / 60:.1f} min ({'within' if ok_max else 'above'} the limit)."
               + seed_spread(tables)]
     return "\n".join(lines)
@@ -296,8 +298,10 @@ def summary_markdown(table: str, methods: list[str], labels: int, profile: str =
         word = ("more than two standard deviations above supervised-only training" if v["shown"]
                 else "below supervised-only training by more than two standard deviations"
                 if v["loss_shown"] else "not more than two standard deviations from it")
-        text = (f"- {m}, {labels} labels: {100 * v['gain']:+.1f} ± {100 * v['sd']:.1f} points "
-                f"over supervised-only training over {len(v['seeds'])} seeds, {word}")
+        unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
+        split = f"{labels} labels" if v["metric"] == "acc" else f"{labels} labeled scenes"
+        text = (f"- {m}, {split}: {100 * v['gain']:+.1f} ± {100 * v['sd']:.1f} {unit} over "
+                f"supervised-only training over {len(v['seeds'])} seeds, {word}")
         if v["gap_closed"] is not None:
             text += f"; {100 * v['gap_closed']:.0f}% of the gap to full supervision closed"
         if not v["shown"]:

@@ -232,9 +232,10 @@ def test_classes_markdown_gives_each_class_mean_over_seeds_and_the_change():
     got = {"by_labels": {40: {"supervised": [seeded(0, [0.2, 0.8]), seeded(1, [0.4, 0.6])],
                               "mixmatch": [seeded(0, [0.5, 0.7]), seeded(1, [0.7, 0.7])]}}}
     text = outcomes.classes_markdown(got, 40, ["supervised", "mixmatch"], ["shirt", "bag"])
-    assert text.splitlines()[0] == "**Each class's last test accuracy (%), mean over the seeds**"
-    assert text.splitlines()[-2:] == ["| shirt | 30.0 | 60.0 | +30.0 |",
-                                      "| bag | 70.0 | 70.0 | +0.0 |"]
+    assert text.splitlines()[0] == ("**Each class's last test accuracy (%), mean ± std over the "
+                                    "seeds**")
+    assert text.splitlines()[-2:] == ["| shirt | 30.0 ± 14.1 | 60.0 ± 14.1 | +30.0 |",
+                                      "| bag | 70.0 ± 14.1 | 70.0 ± 0.0 | +0.0 |"]
     assert outcomes.classes_markdown(got, 250, ["supervised"], ["shirt", "bag"]) == ""
 
 
@@ -275,5 +276,5 @@ def test_show_seeds_draws_the_classes_of_the_seed_that_held_a_verdict_back(monke
     assert shown == ["mixmatch on seed 1, where it gained least: each class's test score over "
                      "training"]
     assert "| gain of mixmatch | +20.0 | +2.0 | +21.0 |" in tables[0]
-    assert tables[1].startswith("**Each class's last test accuracy (%)")
+    assert tables[1].startswith("**Each class's last test accuracy (%), mean ± std")
     assert capsys.readouterr().out.count("supervised, seed") == 3

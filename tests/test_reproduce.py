@@ -363,10 +363,11 @@ def test_timing_sums_core_hours_against_the_limit_and_names_the_longest_run():
     assert tm["sum_s"] == 3360.0 and tm["runs"] == 4 and tm["of"] == 6 and tm["max_s"] == 960.0
     text = vd.timing_markdown({"seg": got}, budget_core_h=0.9, max_run_min=15)
     assert "| seg | 4 of 6 | 0.93 h | 0.47 h | 16.0 min (soft_teacher, 20 labels, seed 1) |" in text
-    assert "For the 4 finished runs: 0.93 core-hours (above the limit)" in text
+    assert ("For the 4 finished runs: 0.93 core-hours (above the limit so far; the whole "
+            "benchmark is not measured yet)") in text
     assert "longest run 16.0 min (above the limit)" in text and "within" not in text
-    assert "0.93 core-hours (within the limit)" in vd.timing_markdown({"seg": got},
-                                                                      budget_core_h=1.0)
+    assert "0.93 core-hours (within the limit so far;" in vd.timing_markdown({"seg": got},
+                                                                           budget_core_h=1.0)
     # two seeds of soft_teacher, the same work: 600 s and 960 s
     assert "differ by up to 1.60 times (soft_teacher, 20 labels: 600 s to 960 s)" in text
     one_seed = {**got, "by_labels": {20: {"supervised": [run("supervised", 0, 900.0)]}}}
@@ -475,11 +476,11 @@ def test_a_summary_gives_each_method_s_measured_result_and_the_class_that_collap
            "ceiling": [res(0, 0.70)]}
     monkeypatch.setattr(rp, "collect", lambda table, profile="full": got)
     lines = vd.summary_markdown("segmentation", ["mt", "cps", "one"], 20).splitlines()
-    assert lines[0] == ("- mt, 20 labels: +10.0 ± 1.0 points over supervised-only training over "
-                        "3 seeds, more than two standard deviations above supervised-only "
-                        "training; 26% of the gap to full supervision closed.")
+    assert lines[0] == ("- mt, 20 labeled scenes: +10.0 ± 1.0 mIoU points over supervised-only "
+                        "training over 3 seeds, more than two standard deviations above "
+                        "supervised-only training; 26% of the gap to full supervision closed.")
     # cps: gains -0.01, -0.02, -0.01; seed 1 gained least, and its class 1 (top) collapsed
-    assert lines[1].startswith("- cps, 20 labels: -1.3 ± 0.6 points over supervised-only ")
+    assert lines[1].startswith("- cps, 20 labeled scenes: -1.3 ± 0.6 mIoU points over ")
     assert lines[1].endswith("on seed 1, where it gained least, top collapsed on the tracked "
                              "unlabeled data.")
     assert lines[2] == "- one, 20 labels: not enough finished seeds for a verdict yet."

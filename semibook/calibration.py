@@ -90,6 +90,25 @@ CEILING = {"classification": 0.90, "segmentation": 0.60}
 ROOM = 0.20
 
 
+def test_room(got: dict[str, Any], task: str) -> str | None:
+    """The same two targets read on the benchmark's own runs, on the test set: its ceiling
+    (the mean over seeds of the fully supervised runs) and its room above supervised-only
+    training at the table's smallest split; None until both have finished runs."""
+    import statistics
+    n = min(got["table"].labels)
+    sup = got["by_labels"].get(n, {}).get("supervised", [])
+    if not got["ceiling"] or not sup:
+        return None
+    mean = lambda rs: statistics.fmean(r["last"][r["metric"]] for r in rs)  # noqa: E731
+    top, room = mean(got["ceiling"]), mean(got["ceiling"]) - mean(sup)
+    unit = "%" if task == "classification" else " mIoU"
+    return (f"{task}, the benchmark's runs on the test set: ceiling {100 * top:.1f}{unit} over "
+            f"{len(got['ceiling'])} seeds (target {100 * CEILING[task]:.0f}: "
+            f"{'met' if top >= CEILING[task] else 'NOT met'}), {100 * room:.1f} points above "
+            f"supervised-only at {n} labels over {len(sup)} seeds (target {100 * ROOM:.0f}: "
+            f"{'met' if room >= ROOM else 'NOT met'})")
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
 

@@ -132,3 +132,15 @@ def test_room_reads_each_finished_candidate_against_the_targets(monkeypatch):
     assert not rows["wrn-10-1"]["ceiling_met"] and rows["wrn-10-1"]["room_met"]
     assert rows["wrn-16-1"]["ceiling_met"] and not rows["wrn-16-1"]["room_met"]
     assert abs(rows["wrn-16-1"]["room"] - 0.195) < 1e-9
+
+
+def test_the_targets_are_read_on_the_benchmark_s_test_runs_too():
+    from semibook import calibration, reproduce
+    run = lambda v: {"metric": "acc", "last": {"acc": v}}  # noqa: E731
+    got = {"table": reproduce.get_table("classification"), "ceiling": [run(0.89), run(0.893)],
+           "by_labels": {40: {"supervised": [run(0.55), run(0.53)]}}}
+    assert calibration.test_room(got, "classification") == (
+        "classification, the benchmark's runs on the test set: ceiling 89.2% over 2 seeds "
+        "(target 90: NOT met), 35.2 points above supervised-only at 40 labels over 2 seeds "
+        "(target 20: met)")
+    assert calibration.test_room({**got, "ceiling": []}, "classification") is None

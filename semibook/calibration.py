@@ -34,6 +34,9 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         # the first profile's network: 87.5 % with every label, too little room above
         "wrn-10-1, 3000 steps, 32+32, cosine": dict(arch="wrn-10-1", **_CLS),
         "wrn-16-1, 3000 steps, 32+32, cosine": dict(arch="wrn-16-1", **_CLS),
+        # the same network trained half as long again: the 3,000-step ceiling met 90 % on the
+        # validation images by 0.4 points and reached 89.1 % on the test set, still rising
+        "wrn-16-1, 4500 steps, 32+32, cosine": dict(arch="wrn-16-1", **{**_CLS, "steps": 4500}),
     },
     "segmentation": {
         # the first profile's scenes: eleven classes, two to four items of 22 to 45 pixels

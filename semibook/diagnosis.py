@@ -139,7 +139,7 @@ def kept_share(res: dict[str, Any], window: int = KEPT_WINDOW) -> float | None:
     """The mean share of unlabeled pixels a method's mask kept over the last ``window`` steps
     of its training log (the adversarial method's discriminator, Dual Teacher's and the
     dual-branch teacher's thresholds); None for a method that logs none."""
-    rows = [r for r in res["history"] if r.get("kind") == "train"]
+    rows = [r for r in res.get("history", []) if r.get("kind") == "train"]
     key = next((k for k in SHARE_KEYS if any(k in r for r in rows)), None)
     if key is None:
         return None

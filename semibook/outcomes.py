@@ -155,6 +155,27 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
                 f"{f['last_step']}) while the pair's agreement on them went from "
                 f"{100 * f['agree_at_peak']:.0f}% to {100 * f['agree_last']:.0f}% (confirmation bias)"
                 for f in collapsed_classes(res["history"], pair, _classes(res))]
+    out += _mask_facts(res)
+    return out
+
+
+def _mask_facts(res: dict[str, Any], window: int = 1000) -> list[str]:
+    """What a method's pseudo-label mask let through over the last ``window`` steps of its
+    training log: the share of unlabeled pixels its confidence mask kept (the adversarial
+    method's discriminator, Dual Teacher's and the dual-branch teacher's thresholds), and the
+    share that Soft Teacher's teacher made foreground targets."""
+    from .diagnosis import KEPT_WINDOW, kept_share
+    out = []
+    kept = kept_share(res, window or KEPT_WINDOW)
+    if kept is not None:
+        out.append(f"over its last {window:,} steps its confidence mask kept {100 * kept:.1f}% "
+                   f"of the unlabeled pixels")
+    rows = [r for r in res.get("history", []) if r.get("kind") == "train" and "fg_share" in r]
+    if rows:
+        end = rows[-1]["step"]
+        fg = [r["fg_share"] for r in rows if r["step"] > end - window]
+        out.append(f"over its last {window:,} steps its teacher made {100 * sum(fg) / len(fg):.1f}% "
+                   f"of the unlabeled pixels foreground (item) targets")
     return out
 
 

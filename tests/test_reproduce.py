@@ -484,3 +484,17 @@ def test_a_summary_gives_each_method_s_measured_result_and_the_class_that_collap
     assert lines[1].endswith("on seed 1, where it gained least, top collapsed on the tracked "
                              "unlabeled data.")
     assert lines[2] == "- one, 20 labels: not enough finished seeds for a verdict yet."
+
+
+def test_the_measured_facts_give_what_a_mask_let_through_at_the_end():
+    rows = [{"kind": "train", "step": s, "fg_share": v}
+            for s, v in ((500, 0.5), (1500, 0.10), (2000, 0.20))]
+    res = {"metric": "miou", "last": {"miou": 0.3}, "history": rows + [
+        {"kind": "eval", "step": 1000, "miou": 0.2}, {"kind": "eval", "step": 2000, "miou": 0.3}]}
+    facts = vd.measured_facts(res, {"metric": "miou", "history": []})
+    assert facts[-1] == ("over its last 1,000 steps its teacher made 15.0% of the unlabeled "
+                         "pixels foreground (item) targets")  # steps 1500 and 2000 only
+    for r in rows:
+        r["conf_share"] = r.pop("fg_share")
+    assert vd.measured_facts(res, {"metric": "miou", "history": []})[-1] == (
+        "over its last 1,000 steps its confidence mask kept 15.0% of the unlabeled pixels")

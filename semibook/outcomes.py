@@ -68,7 +68,6 @@ def show_seeds(table: str, labels: int, methods: list[str]) -> None:
     from .data import dataset_info
     from .diagnosis import plot_class_scores
     from .reproduce import collect
-    from .verdicts import verdict
     got = collect(table)
     if not got["by_labels"].get(labels):
         print(f"no finished runs at {labels} labels yet")
@@ -223,3 +222,36 @@ def collapsed_in(got: dict[str, Any], labels: int, method: str) -> tuple[int | N
         return r["seed"], []
     name = next(iter(row["agreement"]))
     return r["seed"], [f["class"] for f in collapsed_classes(r["history"], name, _classes(r))]
+
+
+def verdict(got: dict[str, Any], labels: int, method: str,
+            baseline: str = "supervised") -> dict[str, Any] | None:
+    """Whether ``method`` beats supervised-only training at ``labels`` labels in a
+    :func:`collect` ed table, from the last evaluation of each seed both have finished.
+
+    The seeds share their split, so the comparison is paired: the gain is the mean over seeds of
+    (method - supervised), and it counts as shown when it exceeds two standard deviations of
+    those per-seed differences (at least two seeds). ``gap_closed`` is the share of the
+    baseline-to-fully-supervised gap that the mean gain closes. ``baseline``: another method
+    of the table in supervised-only training's place. None: nothing to compare."""
+    import statistics
+
+    runs = got["by_labels"].get(labels, {})
+    if method not in runs or baseline not in runs:
+        return None
+    last = lambda r: r["last"][r["metric"]]
+    by_seed = {r["seed"]: last(r) for r in runs[method]}
+    base = {r["seed"]: last(r) for r in runs[baseline]}
+    seeds = sorted(set(by_seed) & set(base))
+    if not seeds:
+        return None
+    diffs = [by_seed[s] - base[s] for s in seeds]
+    gain = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+    ceiling = [last(r) for r in got["ceiling"]]
+    sup_mean = statistics.fmean(base[s] for s in seeds)
+    width = statistics.fmean(ceiling) - sup_mean if ceiling else None
+    return {"method": method, "labels": labels, "seeds": seeds, "gain": gain, "sd": sd,
+            "shown": sd is not None and gain > 2 * sd,
+            "loss_shown": sd is not None and gain < -2 * sd, "metric": runs[method][0]["metric"],
+            "gap_closed": gain / width if width and width > 0 else None}

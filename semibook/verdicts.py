@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import reproduce as rp
-from .outcomes import least_gain, measured_facts
+from .outcomes import least_gain, measured_facts, verdict
 from .reproduce import CEILING_METHOD, CLI
 
 
@@ -49,39 +49,6 @@ def missing_markdown(got: dict[str, Any]) -> str:
     lines += ["", f"`{CLI} reproduce {t.name}{flag}` runs them and skips the "
               f"finished ones; a single run: `{missing[0].command(profile)}`."]
     return "\n".join(lines)
-
-
-def verdict(got: dict[str, Any], labels: int, method: str,
-            baseline: str = CEILING_METHOD) -> dict[str, Any] | None:
-    """Whether ``method`` beats supervised-only training at ``labels`` labels in a
-    :func:`collect` ed table, from the last evaluation of each seed both have finished.
-
-    The seeds share their split, so the comparison is paired: the gain is the mean over seeds of
-    (method - supervised), and it counts as shown when it exceeds two standard deviations of
-    those per-seed differences (at least two seeds). ``gap_closed`` is the share of the
-    baseline-to-fully-supervised gap that the mean gain closes. ``baseline``: another method
-    of the table in supervised-only training's place. None: nothing to compare."""
-    import statistics
-
-    runs = got["by_labels"].get(labels, {})
-    if method not in runs or baseline not in runs:
-        return None
-    last = lambda r: r["last"][r["metric"]]
-    by_seed = {r["seed"]: last(r) for r in runs[method]}
-    base = {r["seed"]: last(r) for r in runs[baseline]}
-    seeds = sorted(set(by_seed) & set(base))
-    if not seeds:
-        return None
-    diffs = [by_seed[s] - base[s] for s in seeds]
-    gain = statistics.fmean(diffs)
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
-    ceiling = [last(r) for r in got["ceiling"]]
-    sup_mean = statistics.fmean(base[s] for s in seeds)
-    width = statistics.fmean(ceiling) - sup_mean if ceiling else None
-    return {"method": method, "labels": labels, "seeds": seeds, "gain": gain, "sd": sd,
-            "shown": sd is not None and gain > 2 * sd,
-            "loss_shown": sd is not None and gain < -2 * sd, "metric": runs[method][0]["metric"],
-            "gap_closed": gain / width if width and width > 0 else None}
 
 
 def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:

@@ -135,12 +135,13 @@ SHARE_KEYS = ("conf_share", "keep_share")
 KEPT_WINDOW = 1000
 
 
-def kept_share(res: dict[str, Any], window: int = KEPT_WINDOW) -> float | None:
+def kept_share(res: dict[str, Any], window: int = KEPT_WINDOW,
+               keys: tuple[str, ...] = SHARE_KEYS) -> float | None:
     """The mean share of unlabeled pixels a method's mask kept over the last ``window`` steps
     of its training log (the adversarial method's discriminator, Dual Teacher's and the
     dual-branch teacher's thresholds); None for a method that logs none."""
     rows = [r for r in res.get("history", []) if r.get("kind") == "train"]
-    key = next((k for k in SHARE_KEYS if any(k in r for r in rows)), None)
+    key = next((k for k in keys if any(k in r for r in rows)), None)
     if key is None:
         return None
     end = max(r["step"] for r in rows)

@@ -132,7 +132,6 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
     earlier and fell, or level; :func:`semibook.report.curve_shape`), and how right the tracked
     pseudo labels were at the end."""
     from .report import describe_shape
-    from .tracking import collapsed_classes
 
     key = res["metric"]
     out = []
@@ -153,7 +152,7 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
                 f"{100 * f['peak']:.0f}% (step {f['peak_step']}) to {100 * f['last']:.0f}% (step "
                 f"{f['last_step']}) while the pair's agreement on them went from "
                 f"{100 * f['agree_at_peak']:.0f}% to {100 * f['agree_last']:.0f}% (confirmation bias)"
-                for f in collapsed_classes(res["history"], pair, _classes(res))]
+                for f in _collapsed(res)]
     out += _mask_facts(res)
     return out
 
@@ -163,17 +162,15 @@ def _mask_facts(res: dict[str, Any], window: int = 1000) -> list[str]:
     training log: the share of unlabeled pixels its confidence mask kept (the adversarial
     method's discriminator, Dual Teacher's and the dual-branch teacher's thresholds), and the
     share that Soft Teacher's teacher made foreground targets."""
-    from .diagnosis import KEPT_WINDOW, kept_share
+    from .diagnosis import kept_share
     out = []
-    kept = kept_share(res, window or KEPT_WINDOW)
+    kept = kept_share(res, window)
     if kept is not None:
         out.append(f"over its last {window:,} steps its confidence mask kept {100 * kept:.1f}% "
                    f"of the unlabeled pixels")
-    rows = [r for r in res.get("history", []) if r.get("kind") == "train" and "fg_share" in r]
-    if rows:
-        end = rows[-1]["step"]
-        fg = [r["fg_share"] for r in rows if r["step"] > end - window]
-        out.append(f"over its last {window:,} steps its teacher made {100 * sum(fg) / len(fg):.1f}% "
+    fg = kept_share(res, window, keys=("fg_share",))  # Soft Teacher's foreground targets
+    if fg is not None:
+        out.append(f"over its last {window:,} steps its teacher made {100 * fg:.1f}% "
                    f"of the unlabeled pixels foreground (item) targets")
     return out
 
@@ -212,16 +209,21 @@ def least_gain(got: dict[str, Any], labels: int, method: str) -> tuple[dict, dic
 def collapsed_in(got: dict[str, Any], labels: int, method: str) -> tuple[int | None, list[str]]:
     """The seed where ``method`` gained least (:func:`least_gain`), and the classes that
     collapsed on its tracked unlabeled data (confirmation bias)."""
-    from .tracking import collapsed_classes
     pair = least_gain(got, labels, method)
     if pair is None:
         return None, []
     r = pair[0]
-    row = next((h for h in reversed(r["history"]) if h.get("agreement")), None)
+    return r["seed"], [f["class"] for f in _collapsed(r)]
+
+
+def _collapsed(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The classes that collapsed on a run's tracked pair (its first agreement pair), with
+    their peak and last right shares (:func:`semibook.tracking.collapsed_classes`)."""
+    from .tracking import collapsed_classes
+    row = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
     if row is None:
-        return r["seed"], []
-    name = next(iter(row["agreement"]))
-    return r["seed"], [f["class"] for f in collapsed_classes(r["history"], name, _classes(r))]
+        return []
+    return collapsed_classes(res["history"], next(iter(row["agreement"])), _classes(res))
 
 
 def verdict(got: dict[str, Any], labels: int, method: str,

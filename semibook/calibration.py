@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import choose, make_config
+from .diagnosis import last_score
 from .paths import results_dir, runs_dir
 from .tuning import LABELS, VALIDATION
 
@@ -102,7 +103,7 @@ def test_room(got: dict[str, Any], task: str) -> str | None:
     sup = got["by_labels"].get(n, {}).get("supervised", [])
     if not got["ceiling"] or not sup:
         return None
-    mean = lambda rs: statistics.fmean(r["last"][r["metric"]] for r in rs)  # noqa: E731
+    mean = lambda rs: statistics.fmean(last_score(r) for r in rs)  # noqa: E731
     top, room = mean(got["ceiling"]), mean(got["ceiling"]) - mean(sup)
     unit = "%" if task == "classification" else " mIoU"
     return (f"{task}, the benchmark's runs on the test set: ceiling {100 * top:.1f}{unit} over "

@@ -18,6 +18,11 @@ def metric_of(res: dict[str, Any]) -> str:
     return res.get("metric") or ("acc" if "acc" in res.get("last", {}) else "miou")
 
 
+def last_score(res: dict[str, Any]) -> float:
+    """A run's score at its last evaluation, in its own metric (a fraction, not a percent)."""
+    return res["last"][metric_of(res)]
+
+
 def curve(res: dict[str, Any], key: str | None = None) -> tuple[list[int], list[float]]:
     """(steps, values) of a run's evaluation curve for ``key`` (default: its metric), each
     point scored on the same images (:func:`semibook.engine.results.curve_value`)."""
@@ -232,8 +237,8 @@ def sweep_leads(folder, task: str) -> dict[str, Any]:
     by: dict[str, list] = {}
     for r in runs:
         by.setdefault(r["method"], []).append(r)
-    best = {m: max(rs, key=lambda r: r["last"][r["metric"]]) for m, rs in by.items()}
-    score = {m: r["last"][r["metric"]] for m, r in best.items()}
+    best = {m: max(rs, key=last_score) for m, rs in by.items()}
+    score = {m: last_score(r) for m, r in best.items()}
     base = score.get("supervised")
     rows = [{"method": m, "trials": len(by[m]), "chosen": best[m]["trial"], "last": score[m],
              "lead": None if base is None or m == "supervised" else score[m] - base}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import ConfigError
+from .diagnosis import last_score
 from .files import atomic_write, atomic_write_text
 from .paths import ROOT
 
@@ -23,7 +24,7 @@ NAMES = {"supervised": "supervised only", "mixmatch": "MixMatch", "mean_teacher"
 
 
 def _last(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    vals = [100 * r["last"][r.get("metric", "acc")] for r in runs]
+    vals = [100 * last_score(r) for r in runs]
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1
             else 0.0, "seeds": sorted(r["seed"] for r in runs)}
 

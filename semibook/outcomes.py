@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .diagnosis import class_scores, curve, metric_of
+from .diagnosis import class_scores, curve, last_score, metric_of
 
 
 def seeds_markdown(got: dict[str, Any], labels: int, methods: list[str] | None = None) -> str:
@@ -20,7 +20,7 @@ def seeds_markdown(got: dict[str, Any], labels: int, methods: list[str] | None =
     seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
     rows = [f"| method | {' | '.join(f'seed {s}' for s in seeds)} |",
             "|---|" + "---|" * len(seeds)]
-    last = {m: {r["seed"]: 100 * r["last"][metric_of(r)] for r in rs} for m, rs in runs.items()}
+    last = {m: {r["seed"]: 100 * last_score(r) for r in rs} for m, rs in runs.items()}
     base = last.get("supervised", {})
     for method, by in last.items():
         rows.append(f"| {method} | " + " | ".join(f"{by[s]:.1f}" if s in by else "-"
@@ -202,8 +202,7 @@ def least_gain(got: dict[str, Any], labels: int, method: str) -> tuple[dict, dic
     runs = got["by_labels"].get(labels, {})
     base = {r["seed"]: r for r in runs.get("supervised", [])}
     pairs = [(r, base[r["seed"]]) for r in runs.get(method, []) if r["seed"] in base]
-    last = lambda r: r["last"][r["metric"]]  # noqa: E731
-    return min(pairs, key=lambda p: last(p[0]) - last(p[1])) if pairs else None
+    return min(pairs, key=lambda p: last_score(p[0]) - last_score(p[1])) if pairs else None
 
 
 def collapsed_in(got: dict[str, Any], labels: int, method: str) -> tuple[int | None, list[str]]:
@@ -241,16 +240,15 @@ def verdict(got: dict[str, Any], labels: int, method: str,
     runs = got["by_labels"].get(labels, {})
     if method not in runs or baseline not in runs:
         return None
-    last = lambda r: r["last"][r["metric"]]
-    by_seed = {r["seed"]: last(r) for r in runs[method]}
-    base = {r["seed"]: last(r) for r in runs[baseline]}
+    by_seed = {r["seed"]: last_score(r) for r in runs[method]}
+    base = {r["seed"]: last_score(r) for r in runs[baseline]}
     seeds = sorted(set(by_seed) & set(base))
     if not seeds:
         return None
     diffs = [by_seed[s] - base[s] for s in seeds]
     gain = statistics.fmean(diffs)
     sd = statistics.stdev(diffs) if len(diffs) > 1 else None
-    ceiling = [last(r) for r in got["ceiling"]]
+    ceiling = [last_score(r) for r in got["ceiling"]]
     sup_mean = statistics.fmean(base[s] for s in seeds)
     width = statistics.fmean(ceiling) - sup_mean if ceiling else None
     return {"method": method, "labels": labels, "seeds": seeds, "gain": gain, "sd": sd,

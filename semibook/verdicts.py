@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import reproduce as rp
+from .diagnosis import last_score
 from .outcomes import least_gain, measured_facts, verdict
 from .reproduce import CEILING_METHOD, CLI
 
@@ -79,11 +80,10 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
                  f"training and full supervision.")
     if not v["shown"]:  # explain the seed that holds the verdict back: its smallest gain
         r, b = least_gain(got, labels, method)
-        last = lambda r: r["last"][r["metric"]]  # noqa: E731
         facts = measured_facts(r, b)
         if facts:
             text += (f" Measured on seed {r['seed']}, where it gained least "
-                     f"({100 * (last(r) - last(b)):+.2f}), to explain it: " + "; ".join(facts)
+                     f"({100 * (last_score(r) - last_score(b)):+.2f}), to explain it: " + "; ".join(facts)
                      + ".")
     return text
 
@@ -225,7 +225,7 @@ def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
         below = [v["method"] for v in vs if v["loss_shown"]]
         top = max((v for v in vs if v["gap_closed"] is not None),
                   key=lambda v: v["gap_closed"], default=None)
-        ceiling = [r["last"][r["metric"]] for r in got["ceiling"]]
+        ceiling = [last_score(r) for r in got["ceiling"]]
         text = (f"**{name}, {n} labels:** "
                 + (f"{', '.join(won)} beat{'s' if len(won) == 1 else ''} supervised-only "
                    f"training by more than two standard deviations" if won else

@@ -87,7 +87,7 @@ def test_commands_on_the_embedded_data_start_without_torchvision():
     """torchvision's import costs seconds on the 2-core CPU; only VOC and Cityscapes need it
     (semibook.data.segfiles), so the engine, the commands and the chapters' helpers leave it out."""
     code = ("import sys, semibook.engine.fit, semibook.engine.run, semibook.reproduce, semibook.bench, "
-            "semibook.calibration, semibook.viz, semibook.widgets, semibook.data.voc, "
+            "semibook.calibration, semibook.viz, semibook.pictures, semibook.widgets, semibook.data.voc, "
             "semibook.data.cityscapes, semibook.__main__; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -33,7 +33,7 @@ def test_setup_lists_what_differs_and_says_smoke_numbers_mean_nothing():
 
 def test_predicted_maps_come_from_the_results_and_refuse_other_scenes():
     from semibook.engine.evaluate import encode
-    from semibook.viz import show_predictions
+    from semibook.pictures import show_predictions
 
     class Data:
         x_test = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
@@ -61,7 +61,7 @@ def test_setup_says_an_engine_ema_of_zero_is_the_teachers_own():
 
 def test_confidence_maps_come_from_the_results_and_say_when_missing():
     from semibook.engine.evaluate import encode
-    from semibook.viz import show_confidence_maps
+    from semibook.pictures import show_confidence_maps
 
     class Data:
         x_train = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
@@ -103,7 +103,7 @@ def test_agreement_figures_put_item_pixels_first_and_fit_the_column():
 def test_diagrams_are_drawn_from_their_dot_source():
     import shutil
     from semibook.paths import ROOT
-    from semibook.viz import diagram_svg
+    from semibook.pictures import diagram_svg
     names = sorted(p.stem for p in (ROOT / "book" / "diagrams").glob("*.dot"))
     assert {"mixmatch", "mean_teacher", "adversarial", "cps", "dual_teacher"} <= set(names)
     if shutil.which("dot") is None:

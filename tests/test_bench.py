@@ -27,8 +27,10 @@ def test_quick_bench_runs_on_cpu_and_writes_json(tiny, tmp_path, capsys):
     ours, ref = case["ours"], case["reference"]
     assert ours["steps"] == 2 and 0 < ours["min_s"] <= ours["median_s"] <= ours["max_s"]
     assert ours["flops_per_step"] > 0 and ours["peak_memory_bytes"] > 0
-    assert ours["mfu"] == pytest.approx(ours["flops_per_step"] / ours["median_s"]
-                                        / rep["matmul"]["best_flops_per_s"])
+    rate = rep["matmul_by_dtype"][ours["mfu_dtype"]]["best_flops_per_s"]
+    assert ours["mfu_dtype"] == ("bfloat16" if case["options"]["bf16"] else "float32")
+    assert ours["mfu"] == pytest.approx(ours["flops_per_step"] / ours["median_s"] / rate)
+    assert ref["mfu_dtype"] == "float32"  # the reference computes in fp32
     assert ours["images_per_s"] == pytest.approx(16 / ours["median_s"])
     assert case["speedup"] == pytest.approx(ref["median_s"] / ours["median_s"])
     assert ref["options"] == {"bf16": False, "channels_last": False, "fused": False,
@@ -66,7 +68,7 @@ def test_update_results_replaces_only_the_cases_it_ran_and_a_stop_writes_nothing
     committed.write_text(json.dumps({"quick": False, "cases": {"cps-paper": {"kept": 1},
                                                                "mixmatch-full": {"old": 1}}}))
     before = committed.read_bytes()
-    monkeypatch.setattr(bench, "matmul_rate", lambda device, n=None, reps=10: {
+    monkeypatch.setattr(bench, "matmul_rate", lambda device, n=None, reps=10, dtype=None: {
         "dtype": "float32", "best_flops_per_s": 1e9})
     ran = []
 

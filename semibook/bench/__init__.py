@@ -6,8 +6,10 @@ what ``fit`` runs per step) after a warm-up: CUDA events on a GPU, ``perf_counte
 step times, images per second, peak memory (``torch.cuda.max_memory_allocated``; on the CPU the
 process's peak resident set, reset per case where Linux allows), the step's model FLOPs
 (``FlopCounterMode`` around one real step: every forward and backward it runs) and the model
-FLOP utilisation, MFU = achieved FLOP/s / the device's measured matrix-multiply rate (bf16 on a
-GPU, fp32 on the CPU).
+FLOP utilisation, MFU = achieved FLOP/s / the device's measured matrix-multiply rate in the
+precision the step computes in (bf16 where autocast is on, fp32 otherwise; ``matmul`` in the
+report is the device's headline rate, bf16 on a GPU and fp32 on the CPU, ``matmul_by_dtype``
+both).
 
 Each case also times a *reference* step: the same config, model and loss, run the
 straightforward way of the public implementations: eager float32, contiguous (NCHW) tensors, the
@@ -90,22 +92,26 @@ def run_bench(cases: list[str] | None = None, steps: int = 30, warmup: int = 5,
         if c not in CASES:
             raise ConfigError(f"unknown bench case {c!r}; choose from: {', '.join(CASES)}")
     ref_workers = min(4, os.cpu_count() or 1) if ref_workers is None else ref_workers
-    rate = matmul_rate(device, n=512 if quick else None, reps=3 if quick else 8)
-    log(f"{device_name(device)}: measured {rate['dtype']} matmul rate "
-        f"{rate['best_flops_per_s'] / 1e12:.3f} TFLOP/s")
+    by_dtype = {str(dt).replace("torch.", ""): matmul_rate(device, n=512 if quick else None,
+                                                           reps=3 if quick else 8, dtype=dt)
+                for dt in (torch.float32, torch.bfloat16)}
+    rate = by_dtype["bfloat16" if device.type == "cuda" else "float32"]
+    rates = {k: v["best_flops_per_s"] for k, v in by_dtype.items()}
+    log(f"{device_name(device)}: measured matmul rate "
+        + ", ".join(f"{k} {v / 1e12:.3f} TFLOP/s" for k, v in rates.items()))
     out = report_path(device, out, update_results)
     old = json.loads(out.read_text()) if out.exists() else {}
     report = {"device": device_name(device), "device_type": device.type,
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-              **report_header(), "quick": quick, "matmul": rate,
+              **report_header(), "quick": quick, "matmul": rate, "matmul_by_dtype": by_dtype,
               "cases": {k: v for k, v in old.get("cases", {}).items()
                         if old.get("quick") == quick and k not in cases}}
     for name in cases:
         t = time.perf_counter()
-        res = bench_case(name, device, steps, warmup, rate["best_flops_per_s"], quick,
+        res = bench_case(name, device, steps, warmup, rates, quick,
                          reference, ref_workers, data_root, ablate, **extra)
         res["bench_wall_s"] = round(time.perf_counter() - t, 1)
-        res["matmul_flops_per_s"] = rate["best_flops_per_s"]  # what its MFU is relative to
+        res["matmul_flops_per_s"] = rates  # what its MFUs are relative to (mfu_dtype)
         res["load_avg"] = list(os.getloadavg())
         res["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         report["cases"][name] = res

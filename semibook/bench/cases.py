@@ -116,10 +116,12 @@ def reference_config(cfg: Config) -> Config:
 
 class PerSampleSet(torch.utils.data.Dataset):
     """The reference's data: one image at a time, ``views`` augmented views of it made on the
-    CPU (the engine's own augmentation functions, applied to a batch of one)."""
+    CPU (the engine's own augmentation functions, applied to a batch of one). ``tags``: each
+    image's class list, returned third (the weak-label methods')."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, views: int, trainer: Trainer):
-        self.x, self.y, self.views = x, y, views
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, views: int, trainer: Trainer,
+                 tags: torch.Tensor | None = None):
+        self.x, self.y, self.views, self.tags = x, y, views, tags
         d = trainer.data
         self.seg, self.mean, self.std = d.task == "segmentation", d.mean, d.std
         self.pad, self.pad_mode, self.ignore = trainer.cfg.augment_pad, d.pad_mode, d.ignore_index
@@ -135,7 +137,8 @@ class PerSampleSet(torch.utils.data.Dataset):
             pairs = [paired_scale_crop_flip(xf, self.y[i:i + 1], g, self.scale,
                                             ignore_index=self.ignore, crop=self.crop)
                      for _ in range(self.views)]
-            return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+            out = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+            return out if self.tags is None else (*out, self.tags[i])
         views = [normalize(pad_crop_flip(xf, g, self.pad, mode=self.pad_mode), self.mean,
                            self.std, scaled=True) for _ in range(self.views)]
         return torch.cat(views), self.y[i]
@@ -149,35 +152,44 @@ class ReferenceData:
         cfg, d, self.device = trainer.cfg, trainer.data, trainer.device
         self.seed, pin = cfg.seed, trainer.device.type == "cuda"
 
-        def loader(x, y, views, batch):
-            ds = PerSampleSet(x.cpu(), y.cpu(), views, trainer)
+        def loader(x, y, views, batch, tags=None):
+            ds = PerSampleSet(x.cpu(), y.cpu(), views, trainer,
+                              None if tags is None else tags.cpu())
             sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=2**31 - 1)
             return iter(torch.utils.data.DataLoader(
                 ds, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin,
                 drop_last=True, persistent_workers=workers > 0))
         self.it_l = loader(d.x_l, d.y_l, views_l, cfg.batch_l)
-        self.it_u = loader(d.x_u, d.y_u, views_u, cfg.batch_u) if views_u else None
+        # the weak-label methods' box maps ride with the label maps, one geometry for both, as
+        # in the engine's batches
+        self.weak = getattr(d, "w_u", None) is not None
+        y_u = torch.stack([d.y_u, d.w_u.long()], 1) if self.weak else d.y_u
+        self.it_u = loader(d.x_u, y_u, views_u, cfg.batch_u, d.tags_u if self.weak else None) \
+            if views_u else None
 
     def _next(self, it):
-        x, y = next(it)
+        x, y, *tags = next(it)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        return list(x.unbind(1)), y
+        return list(x.unbind(1)), y, (tags[0].to(self.device) if tags else None)
 
     def batch(self, step: int, views_l: int, views_u: int, labels_extra: bool = False) -> Batch:
-        vl, y = self._next(self.it_l)
+        vl, y, _ = self._next(self.it_l)
         ys_l = list(y.unbind(1)) if y.ndim == 4 else None
         y_l = ys_l[0] if ys_l else y
-        vu, y_u = [], None
+        vu, y_u, w_u, tags_u = [], None, None, None
         if self.it_u is not None:
-            vu, yu = self._next(self.it_u)
-            y_u = yu[:, 0] if yu.ndim == 4 else yu
+            vu, yu, tags_u = self._next(self.it_u)
+            y_u = yu[:, 0] if yu.ndim >= 4 else yu
+            if self.weak:
+                y_u, w_u = y_u[:, 0], y_u[:, 1]
         y_x = None
         if labels_extra:  # the official code's second iterator over the labeled set
             y_x = self._next(self.it_l)[1]
             y_x = y_x[:, 0] if y_x.ndim == 4 else y_x
         return Batch(y_l=y_l, views_l=vl, views_u=vu,
                      gen=torch_generator(self.seed, step, "method"),
-                     rng=numpy_rng(self.seed, step, "method"), y_u=y_u, ys_l=ys_l, y_l_extra=y_x)
+                     rng=numpy_rng(self.seed, step, "method"), y_u=y_u, ys_l=ys_l, y_l_extra=y_x,
+                     w_u=w_u, tags_u=tags_u)
 
 
 def _setup(cfg: Config, image_set: ImageSet | None, device: torch.device):

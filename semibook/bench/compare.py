@@ -23,21 +23,28 @@ def _images_per_step(trainer: Trainer) -> int:
     return trainer.cfg.batch_l + (trainer.cfg.batch_u if trainer.method.views_u else 0)
 
 
-def _summary(timing: dict, images: int, flops: int, rate: float) -> dict[str, Any]:
+def _summary(timing: dict, images: int, flops: int, rates: dict[str, float],
+             options: dict[str, bool]) -> dict[str, Any]:
+    """Times, throughput and MFU: against the matmul rate of the precision the step computes
+    in (bf16 where autocast is on, fp32 otherwise)."""
     med = timing["median_s"]
+    dtype = "bfloat16" if options.get("bf16") else "float32"
     return timing | {"images_per_s": images / med, "flops_per_step": flops,
-                     "achieved_flops_per_s": flops / med, "mfu": flops / med / rate}
+                     "achieved_flops_per_s": flops / med, "mfu": flops / med / rates[dtype],
+                     "mfu_dtype": dtype}
 
 
 ABLATIONS = {"bf16": dict(precision="fp32"), "channels_last": dict(channels_last="off"),
              "fused": dict(fused_optimizer="off"), "compile": dict(compile=True)}
 
 
-def bench_case(name: str, device: torch.device, steps: int, warmup: int, rate: float,
+def bench_case(name: str, device: torch.device, steps: int, warmup: int,
+               rates: dict[str, float],
                quick: bool = False, reference: bool = True, ref_workers: int = 2,
                data_root: str | None = None, ablate: bool = False,
                **extra: Any) -> dict[str, Any]:
-    """Time one case: our step and (unless ``reference=False``) the reference step; with
+    """Time one case: our step and (unless ``reference=False``) the reference step (``rates``:
+    the device's matmul FLOP/s by dtype, ``float32`` and ``bfloat16``, for the MFU); with
     ``ablate``, also our step with each speed option flipped (bf16, channels-last and the fused
     optimizer off, compile on), one at a time."""
     cfg, image_set = case_config(name, quick, data_root, **extra)
@@ -54,7 +61,7 @@ def bench_case(name: str, device: torch.device, steps: int, warmup: int, rate: f
     run = lambda s: train_step(trainer, opt, s)
     timing = time_steps(run, steps, warmup, device)
     flops = count_flops(lambda: run(warmup + steps))
-    out["ours"] = _summary(timing, out["images_per_step"], flops, rate)
+    out["ours"] = _summary(timing, out["images_per_step"], flops, rates, out["options"])
     trainer = opt = run = None  # free the models before the next ones are built
     if ablate:
         out["ablation"] = {}
@@ -76,7 +83,8 @@ def bench_case(name: str, device: torch.device, steps: int, warmup: int, rate: f
             loss = train_step(rtrainer, ropt, s, data=data)[0]
             return loss.item()  # the public code logs every step's loss
         rt = time_steps(ref_step, steps, warmup, device)
-        out["reference"] = _summary(rt, out["images_per_step"], flops, rate) | {
+        out["reference"] = _summary(rt, out["images_per_step"], flops, rates,
+                                    speed_options(rcfg, device)) | {
             "data_workers": ref_workers, "options": speed_options(rcfg, device)}
         out["speedup"] = rt["median_s"] / timing["median_s"]
     return out

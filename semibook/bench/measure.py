@@ -92,11 +92,13 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_rate(device: torch.device, n: int | None = None, reps: int = 10) -> dict[str, Any]:
-    """The device's measured dense matrix-multiply rate (FLOP/s): bf16 on a GPU, fp32 on the
-    CPU; the best of ``reps`` products of two n x n matrices after a warm-up."""
+def matmul_rate(device: torch.device, n: int | None = None, reps: int = 10,
+                dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """The device's measured dense matrix-multiply rate (FLOP/s) in ``dtype`` (default: bf16 on
+    a GPU, fp32 on the CPU); the best of ``reps`` products of two n x n matrices after a
+    warm-up."""
     cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if cuda else torch.float32
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
     n = n or (8192 if cuda else 4096)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

@@ -216,6 +216,13 @@ def show_sweep(task: str, method: str, classes, pair: str | None = None) -> None
                           classes, title=f"{method}: each class's validation score over training")
         plt.show()
     print(describe_ablation(task, method, classes))
+    base = trials(task, "supervised").get(choices(task).get("supervised"))
+    if chosen in runs and base is not None and method != "supervised":
+        lead = 100 * (last_score(runs[chosen]) - last_score(base))
+        print(f"Its chosen trial against the supervised baseline's chosen trial, on the same "
+              f"held-out images: {100 * last_score(runs[chosen]):.1f} against "
+              f"{100 * last_score(base):.1f}, {abs(lead):.1f} points "
+              f"{'ahead' if lead >= 0 else 'behind'}.")
     for name, res in runs.items():  # every trial's curve: where it ended, and what it lost
         line = "  " + describe_trial(name, res)
         if pair and collapsed_classes(res["history"], pair, classes):

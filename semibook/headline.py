@@ -16,16 +16,12 @@ from typing import Any
 from .checks import ConfigError
 from .diagnosis import last_score
 from .files import atomic_write, atomic_write_text
+from .names import display_name
 from .paths import ROOT
 
 START, END = "<!-- results: written by python -m semibook report --readme -->", "<!-- /results -->"
 FIGURE = "docs/results.png"
 NAMES = {"supervised": "supervised only", "mixmatch": "MixMatch", "mean_teacher": "Mean Teacher"}
-# the segmentation methods as the chapters name them
-SEG_NAMES = {"mean_teacher": "Mean Teacher", "adversarial": "the adversarial method",
-             "cps": "CPS", "cps_cutmix": "CPS with CutMix", "dual_teacher": "Dual Teacher",
-             "soft_teacher": "Soft Teacher", "dual_branch": "the dual-branch network",
-             "dual_branch_teacher": "the dual-branch teacher"}
 
 
 def _last(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -89,7 +85,7 @@ def markdown(h: dict[str, Any]) -> str:
         for kind, names in (("semi-supervised", seg["semi"]), ("weak-label", seg["weak"])):
             best = max(names, key=lambda m: rows[m]["mean"], default=None)
             if best:
-                lines[-1] += (f"; the best {kind} method, {SEG_NAMES.get(best, best)}, "
+                lines[-1] += (f"; the best {kind} method, {display_name(best, start=False)}, "
                               f"{_cell(rows[best])}")
         lines[-1] += ". Chapter 6 has every table."
     return "\n".join(lines)

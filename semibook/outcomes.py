@@ -139,14 +139,21 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
         steps, values = curve(r, key) if r.get("history") else ([], [])
         if len(steps) >= 2:
             shape = describe_shape(steps, values, "accuracy" if key == "acc" else "mIoU")
-            out.append(f"for {name}, {shape}")
+            n = (r.get("config") or {}).get("eval_subset")
+            where = (f", scored on the same {n:,} test "
+                     f"{'images' if key == 'acc' else 'scenes'} at each evaluation") if n else ""
+            out.append(f"for {name}, {shape}{where}")
     last = next((h for h in reversed(res.get("history", [])) if h.get("agreement")), None)
     if last:
         pair, a = next(iter(last["agreement"].items()))
         prec = a["agree_correct"] / a["agree"] if a["agree"] else 0.0
-        out.append(f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
-                   f"the unlabeled {'images' if key == 'acc' else 'pixels'}, and "
-                   f"{100 * prec:.1f}% of the labels it agreed on were right")
+        what = 'images' if key == 'acc' else 'pixels'
+        out.append(f"at the end the discriminator's confident mask kept {100 * a['agree']:.1f}% "
+                   f"of the unlabeled {what}, and {100 * prec:.1f}% of the labels it kept were "
+                   f"right" if pair == "confident-mask" else
+                   f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
+                   f"the unlabeled {what}, and {100 * prec:.1f}% of the labels it agreed on "
+                   f"were right")
         out += [f"on the tracked {f['class']} {'images' if key == 'acc' else 'pixels'}, its "
                 f"right share fell from "
                 f"{100 * f['peak']:.0f}% (step {f['peak_step']}) to {100 * f['last']:.0f}% (step "

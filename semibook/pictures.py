@@ -93,12 +93,15 @@ def show_diagram(name: str):
 
 
 def show_confidence_maps(results: dict, data, key: str = "track_dconf", n: int = 4,
-                         tau: float | None = None, title: str = "confidence"):
+                         tau: float | None = None, title: str = "confidence", vmax: float = 1.0,
+                         most_kept: bool = False):
     """The tracked unlabeled scenes of a finished segmentation run, read from its results
     file: the scene, its hidden true map, the run's pseudo labels and a stored confidence map
     (``key``, e.g. the discriminator's ``track_dconf``) in grey from 0 (black) to 1 (white),
-    with the pixels under ``tau`` outlined in the last column. Raises where the file holds no
-    such map."""
+    with the pixels under ``tau`` outlined in the last column. ``vmax``: the value drawn white
+    (a map whose values are all small reads better on a stretched scale); ``most_kept``: the
+    ``n`` tracked scenes with the largest share of pixels at or above ``tau``, in that order,
+    instead of the first ``n``. Raises where the file holds no such map."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -106,9 +109,13 @@ def show_confidence_maps(results: dict, data, key: str = "track_dconf", n: int =
     s = results.get("samples") or {}
     if key not in s:
         raise ValueError(f"the results file holds no {key!r} map")
-    idx = s["track_index"][:n]
-    conf = decode(s[key]).float().numpy()[:n] / 255
-    pseudo = decode(s["track_pseudo"]).numpy()[:n]
+    conf = decode(s[key]).float().numpy() / 255
+    pos = list(range(len(conf)))
+    if most_kept and tau is not None:
+        pos.sort(key=lambda i: -float((conf[i] >= tau).mean()))
+    pos = pos[:n]
+    idx = [s["track_index"][i] for i in pos]
+    conf, pseudo = conf[pos], decode(s["track_pseudo"]).numpy()[pos]
     cols = ["scene", "truth (hidden)", "pseudo label", title]
     fig, axes = plt.subplots(len(idx), 4, figsize=(6.4, 1.7 * len(idx)), squeeze=False)
     for r, i in enumerate(idx):
@@ -117,7 +124,7 @@ def show_confidence_maps(results: dict, data, key: str = "track_dconf", n: int =
                   label_to_rgb(pseudo[r])]
         for c, a in enumerate(panels):
             axes[r, c].imshow(a, interpolation="nearest")
-        im = axes[r, 3].imshow(conf[r], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        im = axes[r, 3].imshow(conf[r], cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
         if tau is not None:
             axes[r, 3].contour(conf[r] >= tau, levels=[0.5], colors="#e6194b", linewidths=0.8)
         for ax in axes[r]:

@@ -230,25 +230,44 @@ def describe_series(history: list[dict], key: str, name: str | None = None,
     if reference:
         ref_name, ref = reference
         rel = "below" if last < ref else "above"
-        text += f"; at the end {abs(last - ref):.3f} {rel} {ref_name} ({ref:.3f})"
+        text += f"; at the end {last:.3f}, {abs(last - ref):.3f} {rel} {ref_name} ({ref:.3f})"
     return text + "."
 
 
 def coupling_curve(history: list[dict], pairs, background: int | None = 0) -> dict[str, list]:
     """How far a method's teachers stay from its student over training: at each evaluation,
     the share of tracked pixels (with ``background``, item pixels alone) on which teacher and
-    student predict different classes, averaged over ``pairs`` (e.g. both of Dual Teacher's
-    teacher-vs-student pairs). 0 means the teacher is a copy of its student."""
-    curves = [agreement_curves(history, p, background) for p in pairs]
-    steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
-    at = [dict(zip(c["step"], c["disagree"])) for c in curves]
-    return {"step": steps, "disagree": [sum(a[s] for a in at) / len(at) for s in steps]}
+    student predict different classes, averaged over ``pairs``: the pair names, or a function
+    step -> the names at that evaluation (Dual Teacher's active teacher:
+    :func:`semibook.methods.dual_teacher.active_pair`). 0 means the teacher is a copy of its
+    student."""
+    pick = pairs if callable(pairs) else (lambda step: pairs)
+    at: dict[str, dict[int, float]] = {}
+
+    def share(p: str) -> dict[int, float]:
+        if p not in at:
+            c = agreement_curves(history, p, background)
+            at[p] = dict(zip(c["step"], c["disagree"]))
+        return at[p]
+    steps, vals = [], []
+    for s in sorted({e["step"] for e in history if e.get("agreement")}):
+        names = tuple(pick(s))
+        if names and all(s in share(p) for p in names):
+            steps.append(s)
+            vals.append(sum(share(p)[s] for p in names) / len(names))
+    return {"step": steps, "disagree": vals}
+
+
+def _run_pairs(pairs, run: dict):
+    """A group's pairs for one run: a tuple of names, or ``pairs(run, step)`` bound to it."""
+    return (lambda step: pairs(run, step)) if callable(pairs) else pairs
 
 
 def describe_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
                       background: int | None = 0) -> str:
     """A paragraph, computed from the runs' histories, comparing teacher-student coupling:
-    ``groups`` maps a name to (runs over seeds, the teacher-vs-student pairs to average). For
+    ``groups`` maps a name to (runs over seeds, the teacher-vs-student pairs to average, or a
+    function (run, step) -> the pairs at that evaluation). For
     each, the disagreement over the last third of training (mean over its evaluations and
     seeds, with the spread over seeds), and which method keeps its teachers further from the
     student."""
@@ -258,7 +277,7 @@ def describe_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
     for name, (runs, pairs) in groups.items():
         per_seed = []
         for r in runs:
-            c = coupling_curve(r["history"], pairs, background)
+            c = coupling_curve(r["history"], _run_pairs(pairs, r), background)
             if c["step"]:
                 tail = [d for s, d in zip(c["step"], c["disagree"]) if s >= c["step"][-1] * 2 / 3]
                 per_seed.append(sum(tail) / len(tail))

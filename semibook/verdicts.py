@@ -12,6 +12,7 @@ from typing import Any
 
 from . import reproduce as rp
 from .diagnosis import last_score
+from .names import display_name, name_list
 from .outcomes import least_gain, measured_facts, verdict
 from .reproduce import CEILING_METHOD, CLI
 
@@ -62,12 +63,14 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
     unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
     seeds = f"{len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''} ({', '.join(map(str, v['seeds']))})"
     gain = f"{100 * v['gain']:+.2f} {unit}"
+    split = f"{labels} labels" if v["metric"] == "acc" else f"{labels} labeled scenes"
     if v["sd"] is None:
-        text = (f"**{method}, {labels} labels:** {gain} over supervised-only training on "
+        text = (f"**{display_name(method)}, {split}:** {gain} over supervised-only training on "
                 f"{seeds}; a single seed has no spread, so whether it beats supervised by more "
                 f"than two standard deviations is not known yet.")
     else:
-        text = (f"**{method}, {labels} labels:** {gain} over supervised-only training (mean of "
+        text = (f"**{display_name(method)}, {split}:** {gain} over supervised-only training (mean "
+                f"of "
                 f"the per-seed differences over {seeds}, standard deviation "
                 f"{100 * v['sd']:.2f}, so two of them are {200 * v['sd']:.2f}): "
                 + ("it beats supervised by more than two standard deviations (met)."
@@ -77,7 +80,9 @@ def verdict_markdown(got: dict[str, Any], labels: int, method: str) -> str:
                       "agree on." if v["loss_shown"] else ".")))
     if v["gap_closed"] is not None:
         text += (f" It closes {100 * v['gap_closed']:.0f}% of the gap between supervised-only "
-                 f"training and full supervision.")
+                 f"training and full supervision." if v["gap_closed"] >= 0 else
+                 f" It widens the gap between supervised-only training and full supervision by "
+                 f"{-100 * v['gap_closed']:.0f}%.")
     if not v["shown"]:  # explain the seed that holds the verdict back: its smallest gain
         r, b = least_gain(got, labels, method)
         facts = measured_facts(r, b)
@@ -205,72 +210,85 @@ def chapter_verdicts(table: str, methods: list[str], profile: str = "full") -> s
 
 
 def conclusion_markdown(tables: dict[str, dict[str, Any]]) -> str:
-    """The benchmark's conclusion, computed from :func:`collect` ed tables: per table, at its
-    smallest split, which methods beat supervised-only training by more than two standard
+    """The benchmark's conclusion, computed from :func:`collect` ed tables: per table and split,
+    which methods beat supervised-only training by more than two standard
     deviations of the per-seed differences and which do not, the largest share of the
     supervised-to-full-supervision gap a method closes there, and the ceiling."""
     import statistics
     out = []
-    for name, got in tables.items():
+    for (name, got), n in [((name, got), n) for name, got in tables.items()
+                           for n in sorted(got["table"].labels)]:
         t = got["table"]
-        n = min(t.labels)
         vs = [v for m in t.methods if m != CEILING_METHOD
               for v in [verdict(got, n, m)] if v is not None]
         if not vs:
-            out.append(f"**{name}:** no finished pair of runs at {n} labels yet.")
+            out.append(f"**{name}, {n} labels:** no finished pair of runs yet.")
             continue
+        smallest = n == min(t.labels)
         unit = "%" if vs[0]["metric"] == "acc" else " mIoU"
         won = [v["method"] for v in vs if v["shown"]]
         lost = [v["method"] for v in vs if not v["shown"] and not v["loss_shown"]]
         below = [v["method"] for v in vs if v["loss_shown"]]
-        top = max((v for v in vs if v["gap_closed"] is not None),
-                  key=lambda v: v["gap_closed"], default=None)
         ceiling = [last_score(r) for r in got["ceiling"]]
-        text = (f"**{name}, {n} labels:** "
-                + (f"{', '.join(won)} beat{'s' if len(won) == 1 else ''} supervised-only "
-                   f"training by more than two standard deviations" if won else
-                   "no method beats supervised-only training by more than two standard "
-                   "deviations")
-                + (f"; {', '.join(lost)} do{'es' if len(lost) == 1 else ''} not" if lost else "")
-                + (f"; {', '.join(below)} end{'s' if len(below) == 1 else ''} below it by more "
-                   f"than two standard deviations" if below else "")
-                + ".")
-        if top is not None:
-            text += (f" The largest share of the gap to full supervision closed: "
-                     f"{100 * top['gap_closed']:.0f}% ({top['method']}, "
-                     f"{100 * top['gain']:+.1f} points).")
-        if ceiling:
+        split = f"{n} labels" if vs[0]["metric"] == "acc" else f"{n} labeled scenes"
+        two = "supervised-only training by more than two standard deviations"
+        body = ((f"{name_list(won)} beat{'s' if len(won) == 1 else ''} {two}" if won else
+                 f"{name_list(lost)} do{'es' if len(lost) == 1 else ''} not beat {two}" if lost
+                 else f"no method beats {two}")
+                + (f"; {name_list(lost)} do{'es' if len(lost) == 1 else ''} not"
+                   if lost and won else "")
+                + (f"; {name_list(below)} end{'s' if len(below) == 1 else ''} below it by more "
+                   f"than two standard deviations" if below else "") + ".")
+        text = f"**{name}, {split}:** " + body[0].upper() + body[1:]
+        # the largest share of the gap closed, from unlabeled images alone and, apart, with the
+        # weak labels (boxes) of chapter 7's dual-branch methods
+        for kind, pick in (("", lambda m: m not in rp.WEAK_LABEL_METHODS),
+                           (" with box labels on the unlabeled images",
+                            lambda m: m in rp.WEAK_LABEL_METHODS)):
+            top = max((v for v in vs if v["gap_closed"] is not None and pick(v["method"])),
+                      key=lambda v: v["gap_closed"], default=None)
+            if top is not None:
+                text += (f" The largest share of the gap to full supervision closed{kind}: "
+                         f"{100 * top['gap_closed']:.0f}% ({display_name(top['method'], False)}, "
+                         f"{100 * top['gain']:+.1f} points).")
+        if ceiling and smallest:
             text += (f" Every label: {100 * statistics.fmean(ceiling):.1f}{unit} over "
                      f"{len(ceiling)} seed{'s' if len(ceiling) > 1 else ''}.")
         missing = got["runs"] - timing(got)["runs"]
-        if missing:
+        if missing and smallest:
             text += f" {missing} of the table's {got['runs']} runs have not finished."
         out.append(text)
     return "\n\n".join(out)
 
 
-def summary_markdown(table: str, methods: list[str], labels: int, profile: str = "full") -> str:
-    """A chapter summary's measured bullets, one per method at ``labels`` labels, computed from
-    the results files: the gain over supervised-only training with its spread, whether it is
-    more than two standard deviations, the share of the gap to full supervision closed, and the
-    class that collapsed on the seed that gained least, where one did."""
+def summary_markdown(table: str, methods: list[str], labels: int | None = None,
+                     profile: str = "full") -> str:
+    """A chapter summary's measured bullets, one per method and split (``labels``: one split;
+    default every split of the table), computed from the results files: the gain over
+    supervised-only training with its spread, whether it is more than two standard deviations
+    (above or below), the share of the gap to full supervision closed, and the class that
+    collapsed on the seed that gained least, where one did."""
     from .outcomes import collapsed_in
     got = rp.collect(table, profile)
     out = []
-    for m in methods:
+    for labels, m in [(n, m) for m in methods
+                      for n in ([labels] if labels is not None else got["table"].labels)]:
         v = verdict(got, labels, m)
         if v is None or v["sd"] is None:
-            out.append(f"- {m}, {labels} labels: not enough finished seeds for a verdict yet.")
+            out.append(f"- {display_name(m)}, {labels} labels: not enough finished seeds for a "
+                       f"verdict yet.")
             continue
         word = ("more than two standard deviations above supervised-only training" if v["shown"]
                 else "below supervised-only training by more than two standard deviations"
                 if v["loss_shown"] else "not more than two standard deviations from it")
         unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
         split = f"{labels} labels" if v["metric"] == "acc" else f"{labels} labeled scenes"
-        text = (f"- {m}, {split}: {100 * v['gain']:+.1f} ± {100 * v['sd']:.1f} {unit} over "
+        text = (f"- {display_name(m)}, {split}: {100 * v['gain']:+.1f} ± {100 * v['sd']:.1f} {unit} over "
                 f"supervised-only training over {len(v['seeds'])} seeds, {word}")
         if v["gap_closed"] is not None:
-            text += f"; {100 * v['gap_closed']:.0f}% of the gap to full supervision closed"
+            text += (f"; {100 * v['gap_closed']:.0f}% of the gap to full supervision closed"
+                     if v["gap_closed"] >= 0 else
+                     f"; the gap to full supervision {-100 * v['gap_closed']:.0f}% wider")
         if not v["shown"]:
             seed, classes = collapsed_in(got, labels, m)
             if classes:
@@ -280,3 +298,24 @@ def summary_markdown(table: str, methods: list[str], labels: int, profile: str =
                          f"tracked unlabeled data")
         out.append(text + ".")
     return "\n".join(out)
+
+
+def versus_markdown(table: str, method: str, baseline: str, profile: str = "full") -> str:
+    """``method`` against another method of ``table`` (``baseline``), paired by seed as
+    :func:`verdict` pairs a method with supervised-only training, one bullet per split."""
+    got = rp.collect(table, profile)
+    out = []
+    for n in got["table"].labels:
+        v = verdict(got, n, method, baseline=baseline)
+        if v is None or v["sd"] is None:
+            continue
+        unit = "accuracy points" if v["metric"] == "acc" else "mIoU points"
+        split = f"{n} labels" if v["metric"] == "acc" else f"{n} labeled scenes"
+        word = ("more than two standard deviations ahead" if v["shown"] else
+                "more than two standard deviations behind" if v["loss_shown"] else
+                "within two standard deviations: no difference shown")
+        out.append(f"- {split}: {100 * v['gain']:+.1f} ± {100 * v['sd']:.1f} {unit} over "
+                   f"{len(v['seeds'])} seeds, {word}")
+    head = (f"{display_name(method)} against {display_name(baseline, False)}, the mean of the "
+            f"per-seed differences in the last evaluation ± their standard deviation:")
+    return head + "\n\n" + "\n".join(out) if out else f"{head} no pair of finished runs yet."

@@ -231,10 +231,10 @@ def plot_coupling(groups: dict[str, tuple[list[dict], tuple[str, ...]]],
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .tracking import coupling_curve
+    from .tracking import _run_pairs, coupling_curve
     ax = ax or plt.subplots()[1]
     for name, (runs, pairs) in groups.items():
-        curves = [coupling_curve(r["history"], pairs, background) for r in runs]
+        curves = [coupling_curve(r["history"], _run_pairs(pairs, r), background) for r in runs]
         steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
         vals = np.array([[dict(zip(c["step"], c["disagree"]))[s] * 100 for s in steps]
                          for c in curves])

@@ -74,6 +74,13 @@ def test_confidence_maps_come_from_the_results_and_say_when_missing():
     maps = [ax for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "gray"]
     assert len(maps) == 2 and maps[0].images[0].get_array()[0, 0] == 1.0
     assert maps[0].images[0].get_array()[7, 0] == pytest.approx(0.2)
+    # most_kept: the tracked scene with the largest share at or above tau comes first
+    full = dconf.clone()
+    full[2] = 255
+    fig = show_confidence_maps({"samples": {**res["samples"], "track_dconf": encode(full)}},
+                               Data(), n=1, tau=0.5, most_kept=True, vmax=0.5)
+    m = [ax for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "gray"][0]
+    assert (m.images[0].get_array() == 1.0).all() and m.images[0].get_clim() == (0, 0.5)
     del res["samples"]["track_dconf"]
     with pytest.raises(ValueError, match="track_dconf"):
         show_confidence_maps(res, Data())

@@ -430,19 +430,19 @@ def test_the_conclusion_names_winners_losers_the_largest_gap_share_and_the_ceili
            "ceiling": [run("supervised", s, 0.90) for s in range(3)], "runs": 21,
            "entries": rp.entries(t)}
     text = vd.conclusion_markdown({"classification": got})
-    assert text.startswith("**classification, 40 labels:** mixmatch beats supervised-only")
-    assert "; mean_teacher does not." in text
+    assert text.startswith("**classification, 40 labels:** MixMatch beats supervised-only")
+    assert "; Mean Teacher does not." in text
     # mixmatch: gain (0.18 + 0.17 + 0.185) / 3 = 0.1783 of a gap 0.90 - 0.56 = 0.34: 52%
-    assert "52% (mixmatch, +17.8 points)" in text
+    assert "52% (MixMatch, +17.8 points)" in text
     assert "Every label: 90.0% over 3 seeds." in text
     assert "9 of the table's 21 runs have not finished." in text
     got["by_labels"][40]["mean_teacher"] = [run("mean_teacher", s, v)  # below, every seed
                                             for s, v in enumerate((0.50, 0.52, 0.51))]
-    assert ("mixmatch beats supervised-only training by more than two standard deviations; "
-            "mean_teacher ends below it by more than two standard deviations.") in \
+    assert ("MixMatch beats supervised-only training by more than two standard deviations; "
+            "Mean Teacher ends below it by more than two standard deviations.") in \
         vd.conclusion_markdown({"classification": got})
     empty = {**got, "by_labels": {}}
-    assert "no finished pair of runs at 40 labels yet" in vd.conclusion_markdown({"c": empty})
+    assert "**c, 40 labels:** no finished pair of runs yet." in vd.conclusion_markdown({"c": empty})
 
 
 def test_the_measured_facts_name_a_class_that_collapsed_on_the_tracked_images():
@@ -480,7 +480,7 @@ def test_a_summary_gives_each_method_s_measured_result_and_the_class_that_collap
                         "training over 3 seeds, more than two standard deviations above "
                         "supervised-only training; 26% of the gap to full supervision closed.")
     # cps: gains -0.01, -0.02, -0.01; seed 1 gained least, and its class 1 (top) collapsed
-    assert lines[1].startswith("- cps, 20 labeled scenes: -1.3 ± 0.6 mIoU points over ")
+    assert lines[1].startswith("- CPS, 20 labeled scenes: -1.3 ± 0.6 mIoU points over ")
     assert lines[1].endswith("on seed 1, where it gained least, top collapsed on the tracked "
                              "unlabeled data.")
     assert lines[2] == "- one, 20 labels: not enough finished seeds for a verdict yet."
@@ -498,3 +498,17 @@ def test_the_measured_facts_give_what_a_mask_let_through_at_the_end():
         r["conf_share"] = r.pop("fg_share")
     assert vd.measured_facts(res, {"metric": "miou", "history": []})[-1] == (
         "over its last 1,000 steps its confidence mask kept 15.0% of the unlabeled pixels")
+
+
+def test_versus_compares_two_methods_paired_by_seed(monkeypatch):
+    def res(seed, v):
+        return {"seed": seed, "metric": "miou", "last": {"miou": v, "step": 10}, "history": []}
+    t = rp.Table("segmentation", "fashion-scenes", ("supervised", "a", "b"), (20,), 100)
+    got = {"table": t, "ceiling": [], "by_labels": {20: {
+        "a": [res(0, 0.40), res(1, 0.41), res(2, 0.42)],
+        "b": [res(0, 0.38), res(1, 0.38), res(2, 0.38)]}}}
+    monkeypatch.setattr(rp, "collect", lambda table, profile="full": got)
+    text = vd.versus_markdown("segmentation", "a", "b")
+    assert "- 20 labeled scenes: +3.0 ± 1.0 mIoU points over 3 seeds, more than two standard " \
+        "deviations ahead" in text
+    assert "behind" in vd.versus_markdown("segmentation", "b", "a")

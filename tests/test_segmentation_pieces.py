@@ -253,6 +253,30 @@ def test_coupling_reads_item_pixel_disagreement_and_compares_methods():
     assert "do not show" in describe_coupling({"A": (close, ("ts",)), "N": (noisy, ("ts",))})
 
 
+def test_coupling_follows_dual_teachers_active_teacher():
+    """Dual Teacher's coupling is its active teacher's: the idle one is frozen since its last
+    turn, further from the student by construction."""
+    from semibook.methods.dual_teacher import active_pair
+    from semibook.tracking import coupling_curve, describe_coupling
+    h = _pair_rows("teacher1-vs-student", [0.9, 0.5, 0.9])
+    for row, other in zip(h, _pair_rows("teacher2-vs-student", [0.5, 0.9, 0.5])):
+        row["agreement"].update(other["agreement"])
+    run = {"config": {"hparams": {"turn_steps": 100}, "labels": 20, "batch_l": 8}, "history": h}
+    # the evaluations at steps 100, 200, 300 close turns 0, 1, 2: teacher 1, 2, 1
+    assert [active_pair(run, s)[0][:8] for s in (100, 200, 300)] == \
+        ["teacher1", "teacher2", "teacher1"]
+    assert coupling_curve(h, lambda s: active_pair(run, s))["disagree"] == \
+        pytest.approx([0.1, 0.1, 0.1])  # the idle teacher's 0.5 left out
+    assert coupling_curve(h, ("teacher1-vs-student", "teacher2-vs-student"))["disagree"] == \
+        pytest.approx([0.3, 0.3, 0.3])
+    # turn_steps 0 (the paper profile): a pass over the labeled set, 20 // 8 = 2 steps
+    assert active_pair({"config": {**run["config"], "hparams": {"turn_steps": 0}}}, 3)[0] \
+        .startswith("teacher2")
+    text = describe_coupling({"A": ([run, run], active_pair),
+                              "B": ([{"history": _pair_rows("ts", [0.6, 0.7, 0.7])}] * 2, ("ts",))})
+    assert "A 10.0 ± 0.0% (2 seeds)" in text
+
+
 def test_describe_series_reads_a_logged_loss_against_chance():
     import math
     from semibook.tracking import describe_series
@@ -260,5 +284,6 @@ def test_describe_series_reads_a_logged_loss_against_chance():
             for i, v in enumerate([0.69] * 2 + [0.3] * 16 + [0.1, 0.1])]
     text = describe_series(hist, "loss_d", "D", ("chance", math.log(2)))
     assert text.startswith("D: 0.690 over the first 20 steps, 0.100 over the last 20")
-    assert "lowest window 0.100 at step 190" in text and "0.593 below chance (0.693)" in text
+    assert "lowest window 0.100 at step 190" in text
+    assert "at the end 0.100, 0.593 below chance (0.693)" in text
     assert describe_series(hist, "loss_x") == "This run logged no loss_x."

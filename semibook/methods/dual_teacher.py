@@ -44,6 +44,15 @@ from .supervised import segmentation_recipe
 POOL = ("cutmix", "classmix")
 
 
+def active_pair(run: dict, step: int) -> tuple[str]:
+    """A finished run's tracked pair of the teacher that was active up to the evaluation at
+    ``step`` (the one whose pseudo labels the student had been learning from; the other has
+    been frozen since the end of its last turn), read from the run's results ``config``."""
+    cfg = run["config"]
+    turn = cfg["hparams"]["turn_steps"] or max(1, cfg["labels"] // cfg["batch_l"])
+    return (f"teacher{(max(step - 1, 0) // turn) % 2 + 1}-vs-student",)
+
+
 def augmentation_schedule(n_turns: int, seed: int, pool=POOL) -> list[str]:
     """The strong augmentation of each turn: the first is pool[0] (as in the official code),
     each later one drawn from the pool without the previous turn's."""

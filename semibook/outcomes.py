@@ -262,3 +262,42 @@ def verdict(got: dict[str, Any], labels: int, method: str,
             "shown": sd is not None and gain > 2 * sd,
             "loss_shown": sd is not None and gain < -2 * sd, "metric": runs[method][0]["metric"],
             "gap_closed": gain / width if width and width > 0 else None}
+
+
+def baseline_ablation_markdown(table: str, folder: str, methods: list[str], what: str,
+                               profile: str = "full") -> str:
+    """Each of ``methods`` against a second supervised-only baseline: the finished runs in
+    ``results/<folder>/`` (the same splits and seeds, one setting changed, named by ``what``),
+    paired by seed as :func:`verdict` pairs them with the benchmark's own baseline; and that
+    second baseline against the first. One bullet per split and method."""
+    import copy
+
+    from . import reproduce as rp
+    from .engine.results import load_results
+    from .names import display_name
+    from .paths import results_dir
+    got = copy.deepcopy(rp.collect(table, profile))
+    alt = [r for r in load_results(results_dir() / folder) if r.get("finished")]
+    if not alt:
+        return f"No finished runs in results/{folder}/ yet."
+    for r in alt:
+        got["by_labels"].setdefault(r["labels"], {}).setdefault("alt", []).append(r)
+    out = []
+    for n in sorted({r["labels"] for r in alt}):
+        unit = "points"
+        base = verdict(got, n, "alt")
+        if base and base["sd"] is not None:
+            out.append(f"- {n} labeled scenes, supervised-only {what} against the benchmark's "
+                       f"baseline: {100 * base['gain']:+.2f} ± {100 * base['sd']:.2f} {unit}")
+        for m in methods:
+            a, b = verdict(got, n, m), verdict(got, n, m, baseline="alt")
+            if a is None or b is None or a["sd"] is None or b["sd"] is None:
+                continue
+            word = ("ahead by more than two standard deviations" if b["shown"] else
+                    "behind by more than two standard deviations" if b["loss_shown"] else
+                    "within two standard deviations")
+            out.append(f"- {n} labeled scenes, {display_name(m, start=False)}: "
+                       f"{100 * a['gain']:+.2f} ± {100 * a['sd']:.2f} {unit} against the "
+                       f"benchmark's baseline, {100 * b['gain']:+.2f} ± {100 * b['sd']:.2f} "
+                       f"against supervised-only {what} ({word})")
+    return "\n".join(out)

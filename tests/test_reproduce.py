@@ -512,3 +512,29 @@ def test_versus_compares_two_methods_paired_by_seed(monkeypatch):
     assert "- 20 labeled scenes: +3.0 ± 1.0 mIoU points over 3 seeds, more than two standard " \
         "deviations ahead" in text
     assert "behind" in vd.versus_markdown("segmentation", "b", "a")
+
+
+def test_a_second_baseline_is_paired_by_seed_with_the_methods(monkeypatch):
+    import semibook.engine.results as er
+    from semibook.outcomes import baseline_ablation_markdown
+
+    def res(seed, v, method="supervised", labels=50):
+        return {"seed": seed, "metric": "miou", "labels": labels, "method": method,
+                "finished": True, "last": {"miou": v, "step": 10}, "history": []}
+    t = rp.Table("segmentation", "fashion-scenes", ("supervised", "adversarial"), (50,), 100)
+    got = {"table": t, "ceiling": [], "by_labels": {50: {
+        "supervised": [res(0, 0.50), res(1, 0.51), res(2, 0.52)],
+        "adversarial": [res(0, 0.44, "adversarial"), res(1, 0.46, "adversarial"),
+                        res(2, 0.46, "adversarial")]}}}
+    monkeypatch.setattr(rp, "collect", lambda table, profile="full": got)
+    # the second baseline scores what the method scores, seed by seed: no difference left
+    alt = [res(0, 0.445), res(1, 0.455), res(2, 0.46)]
+    monkeypatch.setattr(er, "load_results", lambda path=None, **m: alt)
+    lines = baseline_ablation_markdown("segmentation", "x", ["adversarial"], "at lr 3e-3")
+    lines = lines.splitlines()
+    assert lines[0] == ("- 50 labeled scenes, supervised-only at lr 3e-3 against the "
+                        "benchmark's baseline: -5.67 ± 0.29 points")
+    assert lines[1].startswith("- 50 labeled scenes, adversarial training (Hung et al.): "
+                               "-5.67 ± 0.58 points against the benchmark's baseline, +0.00")
+    assert lines[1].endswith("(within two standard deviations)")
+    assert "ahead by more" not in lines[1] and len(got["by_labels"][50]) == 2  # not modified

@@ -22,12 +22,14 @@ def label_to_rgb(mask, ignore_index: int = 255):
 
 def show_segmentation(columns: dict[str, list], n: int, class_names=None, title: str = ""):
     """A grid: one row per image, one column per entry of ``columns`` (images as (3, H, W)
-    tensors in [0, 255] or [0, 1], label maps as (H, W))."""
+    tensors in [0, 255] or [0, 1], label maps as (H, W)); with ``class_names`` a legend of the
+    classes' colours, and of white where a label map shows ignored pixels (255)."""
     import matplotlib.pyplot as plt
     import numpy as np
     side = min(1.8, 7.2 / len(columns))  # the whole grid within the book's column
     fig, axes = plt.subplots(n, len(columns), figsize=(side * len(columns), side * n),
                              squeeze=False)
+    ignored = False
     for c, (name, items) in enumerate(columns.items()):
         for r in range(n):
             a = np.asarray(items[r])
@@ -35,14 +37,19 @@ def show_segmentation(columns: dict[str, list], n: int, class_names=None, title:
                 a = a.transpose(1, 2, 0)
                 a = a / 255 if a.max() > 1 else a
             else:
+                ignored = ignored or bool((a == 255).any())
                 a = label_to_rgb(a)
             axes[r, c].imshow(a, interpolation="nearest")
             axes[r, c].axis("off")
         axes[0, c].set_title(name, fontsize=8)
     if class_names:
         from matplotlib.patches import Patch
-        fig.legend([Patch(color=np.array(PALETTE[i]) / 255) for i in range(len(class_names))],
-                   class_names, loc="lower center", ncol=min(6, len(class_names)), fontsize=7,
+        handles = [Patch(color=np.array(PALETTE[i]) / 255) for i in range(len(class_names))]
+        names = list(class_names)
+        if ignored:  # white in a label map: no label there
+            handles.append(Patch(facecolor="white", edgecolor="grey"))
+            names.append("ignored")
+        fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), fontsize=7,
                    bbox_to_anchor=(0.5, -0.02))
     if title:
         fig.suptitle(title, fontsize=9)

@@ -156,14 +156,15 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
                    title: str | None = None):
     """One small :func:`plot_agreement` panel per run (``{name: results}``, each run's first
     tracked pair; with ``background``, on the item pixels), in a grid of ``ncols`` columns
-    that fits the book's column. One legend for the panels that show agreement; a panel of a
-    confident mask (kept / dropped) carries its own."""
+    that fits the book's column. One legend for every panel: a confident mask's bands (kept /
+    dropped) are named in it beside the agreement bands they share colours with."""
     import math
 
     import matplotlib.pyplot as plt
     rows = math.ceil(len(runs) / ncols)
     fig, axes = plt.subplots(rows, ncols, figsize=(2.4 * ncols, 2.3 * rows + 0.3),
                              sharex=True, sharey=True, squeeze=False)
+    masks: list[tuple[str, ...]] = []
     for ax, (name, res) in zip(axes.flat, runs.items()):
         pair = next(iter(next(r for r in res["history"] if "agreement" in r)["agreement"]))
         labels = PAIR_LABELS.get(pair, AGREE_LABELS)
@@ -174,10 +175,12 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
         ax.set_ylabel("")
         ax.title.set_fontsize(8)
         ax.tick_params(labelsize=7)
-        if labels != AGREE_LABELS:
-            ax.legend(fontsize=6, loc="lower left", framealpha=0.8)
+        if labels != AGREE_LABELS:  # named in the shared legend, not over its bands
+            masks.append(labels)
     from matplotlib.patches import Patch
     handles = [Patch(color=c, alpha=0.85) for c in ("#4c9f70", "#d9a441", "#c8553d")]
+    names = [a + (f"\n(a mask: {m})" if masks else "")
+             for a, m in zip(AGREE_LABELS, masks[0] if masks else AGREE_LABELS)]
     spare = list(axes.flat)[len(runs):]
     for ax in spare:
         ax.set_visible(False)
@@ -187,12 +190,12 @@ def agreement_grid(runs: dict[str, dict], ncols: int = 3, background: int | None
     if spare:  # the legend in the grid's first empty cell
         fig.tight_layout(rect=(0, 0.02, 1, 1))
         box = spare[0].get_position()
-        fig.legend(handles, AGREE_LABELS, loc="center", fontsize=8, frameon=False, title=
+        fig.legend(handles, names, loc="center", fontsize=8, frameon=False, title=
                    "x: training step", title_fontsize=8,
                    bbox_to_anchor=(box.x0 + box.width / 2, box.y0 + box.height / 2))
     else:
         fig.supxlabel("training step", fontsize=8)
-        fig.legend(handles, AGREE_LABELS, loc="upper center", ncol=3, fontsize=8, frameon=False,
+        fig.legend(handles, names, loc="upper center", ncol=3, fontsize=8, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
         fig.tight_layout()
     if title:

@@ -104,7 +104,10 @@ def test_agreement_figures_put_item_pixels_first_and_fit_the_column():
     grid = agreement_grid({f"m{i}": {"history": hist} for i in range(4)}, ncols=3, background=0)
     assert grid.get_size_inches()[0] * 100 <= 750
     assert sum(ax.get_visible() for ax in grid.axes) == 4
-    assert any(ax.get_legend() for ax in grid.axes)  # the kept/dropped panels carry their own
+    # one legend for the grid, outside the panels: the mask's bands named beside agreement's
+    assert not any(ax.get_legend() for ax in grid.axes)
+    names = [t.get_text() for t in grid.legends[0].get_texts()]
+    assert names[0] == "agree, correct\n(a mask: kept, correct)" and "dropped" in names[2]
 
 
 def test_diagrams_are_drawn_from_their_dot_source():
@@ -117,3 +120,16 @@ def test_diagrams_are_drawn_from_their_dot_source():
         pytest.skip("graphviz's dot is not installed")
     svg = diagram_svg("mixmatch")
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "MixUp" in svg
+
+
+def test_a_segmentation_grid_names_ignored_pixels_only_where_a_map_has_them():
+    from semibook.pictures import show_segmentation
+    img = torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8)
+    plain = torch.zeros(8, 8, dtype=torch.long)
+    holed = plain.clone()
+    holed[:2] = 255
+    names = lambda fig: [t.get_text() for t in fig.legends[0].get_texts()]  # noqa: E731
+    assert names(show_segmentation({"scene": [img], "map": [holed]}, 1, ["bg", "top"])) == \
+        ["bg", "top", "ignored"]
+    assert names(show_segmentation({"scene": [img], "map": [plain]}, 1, ["bg", "top"])) == \
+        ["bg", "top"]

@@ -105,14 +105,19 @@ def plot_agreement(history: list[dict], pair: str, ax=None, title: str | None = 
 
 def plot_agreement_split(history: list[dict], pair: str, title: str | None = None,
                          labels=("agree, correct", "agree, wrong", "disagree"),
-                         background: int = 0):
+                         background: int = 0, ymax: float | None = None):
     """Two panels of :func:`plot_agreement` for a segmentation run: the item pixels first,
-    then all pixels (background included, which dominates their count)."""
+    then all pixels (background included, which dominates their count). ``ymax`` (%): the
+    axes stop there, to show thin lower bands (a confident mask that keeps a few percent); the
+    top band then runs off the axes, and the y label says so."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2), sharey=True)
     plot_agreement(history, pair, axes[0], "item pixels", labels, background)
     plot_agreement(history, pair, axes[1], "all pixels (background included)", labels)
-    axes[0].set_ylabel("share of tracked unlabeled pixels (%)")
+    axes[0].set_ylabel("share of tracked unlabeled pixels (%)"
+                       + (f"\n(axis cut at {ymax:g}%)" if ymax else ""))
+    if ymax:
+        axes[0].set_ylim(0, ymax)
     axes[1].set_ylabel("")
     axes[0].get_legend().remove()
     axes[1].get_legend().remove()

@@ -133,3 +133,15 @@ def test_a_segmentation_grid_names_ignored_pixels_only_where_a_map_has_them():
         ["bg", "top", "ignored"]
     assert names(show_segmentation({"scene": [img], "map": [plain]}, 1, ["bg", "top"])) == \
         ["bg", "top"]
+
+
+def test_an_agreement_split_can_cut_its_axis_to_show_thin_bands():
+    from semibook.viz import PAIR_LABELS, plot_agreement_split
+    hist = [{"kind": "eval", "step": s, "miou": 0.3, "agreement": {"confident-mask": {
+        "agree": 0.05, "agree_correct": 0.04, "agree_wrong": 0.01, "disagree": 0.95, "n": 10,
+        "per_class": {"0": {"agree": 0.05, "agree_correct": 0.04, "n": 5},
+                      "1": {"agree": 0.05, "agree_correct": 0.04, "n": 5}}}}} for s in (1, 2)]
+    fig = plot_agreement_split(hist, "confident-mask", labels=PAIR_LABELS["confident-mask"],
+                               ymax=25)
+    assert fig.axes[0].get_ylim() == (0, 25) and "cut at 25%" in fig.axes[0].get_ylabel()
+    assert plot_agreement_split(hist, "confident-mask").axes[0].get_ylim() == (0, 100)

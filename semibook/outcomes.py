@@ -154,7 +154,7 @@ def measured_facts(res: dict[str, Any], base: dict[str, Any]) -> list[str]:
                    f"at the end its tracked pair ({pair}) agreed on {100 * a['agree']:.1f}% of "
                    f"the unlabeled {what}, and {100 * prec:.1f}% of the labels it agreed on "
                    f"were right")
-        out += [f"on the tracked {f['class']} {'images' if key == 'acc' else 'pixels'}, its "
+        out += [f"on the tracked {f['class']} {what}, its "
                 f"right share fell from "
                 f"{100 * f['peak']:.0f}% (step {f['peak_step']}) to {100 * f['last']:.0f}% (step "
                 f"{f['last_step']}) while the pair's agreement on them went from "
@@ -270,21 +270,20 @@ def baseline_ablation_markdown(table: str, folder: str, methods: list[str], what
     ``results/<folder>/`` (the same splits and seeds, one setting changed, named by ``what``),
     paired by seed as :func:`verdict` pairs them with the benchmark's own baseline; and that
     second baseline against the first. One bullet per split and method."""
-    import copy
-
     from . import reproduce as rp
     from .engine.results import load_results
     from .names import display_name
     from .paths import results_dir
-    got = copy.deepcopy(rp.collect(table, profile))
+    got = rp.collect(table, profile)
     alt = [r for r in load_results(results_dir() / folder) if r.get("finished")]
     if not alt:
         return f"No finished runs in results/{folder}/ yet."
+    # the second baseline as one more method of the table, in a copy of its split dicts only
+    got = {**got, "by_labels": {n: dict(ms) for n, ms in got["by_labels"].items()}}
     for r in alt:
         got["by_labels"].setdefault(r["labels"], {}).setdefault("alt", []).append(r)
-    out = []
+    out, unit = [], "points"
     for n in sorted({r["labels"] for r in alt}):
-        unit = "points"
         base = verdict(got, n, "alt")
         if base and base["sd"] is not None:
             out.append(f"- {n} labeled scenes, supervised-only {what} against the benchmark's "
